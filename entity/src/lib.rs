@@ -1,0 +1,8 @@
+//! SeaORM entities: the shape of stored rows and nothing else. No business rules live here,
+//! and no entity is ever exposed directly through GraphQL (see `src/graphql`).
+
+pub mod admin;
+pub mod admin_token;
+pub mod api_key;
+pub mod application;
+pub mod consumer;

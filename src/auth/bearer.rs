@@ -1,0 +1,64 @@
+//! Proving a principal from an `Authorization: Bearer …` header.
+
+use sea_orm::DatabaseConnection;
+
+use super::Principal;
+use crate::crypto::tokens::{ADMIN_TOKEN_PREFIX, SECRET_KEY_PREFIX};
+use crate::error::{Error, Result};
+use crate::service::last_used::{Credential, LastUsedRecorder};
+use crate::service::{admin_tokens, api_keys};
+
+/// Longer than any token we issue; anything longer is refused before hashing.
+const MAX_TOKEN_LEN: usize = 256;
+
+pub fn bearer_token(header: Option<&str>) -> Option<&str> {
+    let value = header?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+/// Every failure is the same `Unauthenticated`: a caller learns nothing about why.
+pub async fn authenticate(
+    db: &DatabaseConnection,
+    last_used: &LastUsedRecorder,
+    token: &str,
+) -> Result<Principal> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(Error::Unauthenticated);
+    }
+    if token.starts_with(SECRET_KEY_PREFIX) {
+        let key = api_keys::find_active_by_secret(db, token)
+            .await?
+            .ok_or(Error::Unauthenticated)?;
+        last_used.touch(Credential::ApiKey, key.id);
+        return Ok(Principal::SecretKey {
+            key_id: key.id,
+            application_id: key.application_id,
+            integration_id: key.integration_id,
+        });
+    }
+    if token.starts_with(ADMIN_TOKEN_PREFIX) {
+        let admin = admin_tokens::find_active_by_secret(db, token)
+            .await?
+            .ok_or(Error::Unauthenticated)?;
+        last_used.touch(Credential::AdminToken, admin.id);
+        return Ok(Principal::Operator { token_id: admin.id });
+    }
+    Err(Error::Unauthenticated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn parses_the_bearer_scheme_only() {
+        assert_eq!(bearer_token(Some("Bearer kw_sk_x")), Some("kw_sk_x"));
+        assert_eq!(bearer_token(Some("bearer  kw_sk_x ")), Some("kw_sk_x"));
+        assert_eq!(bearer_token(Some("Basic abc")), None);
+        assert_eq!(bearer_token(Some("kw_sk_x")), None);
+        assert_eq!(bearer_token(None), None);
+    }
+}

@@ -1,0 +1,9 @@
+//! Principals and how each is proven. Resolvers and handlers start with one of the
+//! `require_*` calls; the scope they get back is what services accept.
+
+pub mod bearer;
+mod principal;
+mod scope;
+
+pub use principal::{Principal, PrincipalKind, Tenancy};
+pub use scope::{AppScope, OperatorScope};

@@ -1,0 +1,72 @@
+//! The GraphQL API: schema assembly and one module per noun. Resolvers prove the caller,
+//! call a service and shape the answer; GraphQL types are their own structs, never entities.
+
+mod api_keys;
+mod applications;
+mod consumers;
+mod context;
+mod ids;
+mod limits;
+mod node;
+mod relay;
+mod viewer;
+
+use async_graphql::{EmptySubscription, MergedObject, Schema};
+
+use crate::config::Config;
+use crate::state::AppState;
+
+pub use limits::{MAX_ALIASES, MAX_FIELDS};
+
+/// Deeper than any sane query, yet deep enough for GraphiQL's introspection query.
+pub const MAX_DEPTH: usize = 15;
+pub const MAX_COMPLEXITY: usize = 5000;
+/// Requests in one batched POST.
+pub const MAX_BATCH: usize = 10;
+
+#[derive(MergedObject, Default)]
+pub struct QueryRoot(
+    viewer::ViewerQuery,
+    node::NodeQuery,
+    applications::ApplicationQuery,
+    api_keys::ApiKeyQuery,
+    consumers::ConsumerQuery,
+);
+
+#[derive(MergedObject, Default)]
+pub struct MutationRoot(
+    applications::ApplicationMutation,
+    api_keys::ApiKeyMutation,
+    consumers::ConsumerMutation,
+);
+
+pub type KeywaySchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+
+pub fn build_schema(state: AppState) -> KeywaySchema {
+    let config = state.config.clone();
+    builder(&config).data(state).finish()
+}
+
+/// The SDL, as `keyway schema` prints it and `schema.graphql` stores it.
+pub fn sdl() -> String {
+    builder(&Config::default()).finish().sdl()
+}
+
+fn builder(
+    config: &Config,
+) -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+    let mut builder = Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
+    .limit_depth(MAX_DEPTH)
+    .limit_complexity(MAX_COMPLEXITY)
+    .limit_directives(20)
+    .extension(limits::DocumentLimits)
+    .register_output_type::<node::Node>();
+    if !config.introspection_enabled() {
+        builder = builder.disable_introspection().disable_suggestions();
+    }
+    builder
+}

@@ -1,0 +1,157 @@
+//! Keyway: a self-hosted vault for the third-party connections of a SaaS application's users.
+//!
+//! Layers: transport (`graphql`, `web`) → rules (`service`) → storage (`store`, `entity`),
+//! with `auth` proving principals and `crypto` holding everything secret.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod graphql;
+pub mod service;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod web;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix_web::dev::ServerHandle;
+use actix_web::middleware::{Compress, from_fn};
+use actix_web::{App, HttpServer};
+use anyhow::Context;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::service::last_used::LastUsedRecorder;
+use crate::state::AppState;
+
+/// Connects to the database and, unless told not to, brings its schema up to date.
+pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    let db = store::connect(&config).await?;
+    if config.auto_migrate {
+        store::migrate(&db).await?;
+    } else if let Err(reason) = store::readiness(&db).await {
+        anyhow::bail!("the database is not ready ({reason}); run `keyway migrate`");
+    }
+    Ok(AppState {
+        db,
+        config: Arc::new(config),
+        last_used: Arc::new(LastUsedRecorder::default()),
+    })
+}
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    handle: ServerHandle,
+    http: JoinHandle<std::io::Result<()>>,
+    background: Vec<JoinHandle<()>>,
+    state: AppState,
+}
+
+/// Whether the server stops itself on SIGINT/SIGTERM (the CLI) or only when told (tests).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Signals {
+    Handle,
+    Ignore,
+}
+
+impl Server {
+    pub async fn start(config: Config, signals: Signals) -> anyhow::Result<Self> {
+        let listen = config.listen;
+        let state = build_state(config).await?;
+        let schema = graphql::build_schema(state.clone());
+
+        let recorder = state.last_used.clone();
+        let db = state.db.clone();
+        let background = vec![tokio::spawn(async move { recorder.run(db).await })];
+
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(actix_web::web::Data::new(app_state.clone()))
+                .app_data(actix_web::web::Data::new(schema.clone()))
+                .wrap(Compress::default())
+                .wrap(from_fn(web::request_id::middleware))
+                .configure(web::routes)
+        })
+        .shutdown_timeout(10)
+        .bind(listen)
+        .with_context(|| format!("binding {listen}"))?;
+        if let Some(workers) = state.config.http_workers {
+            server = server.workers(workers);
+        }
+        if signals == Signals::Ignore {
+            server = server.disable_signals();
+        }
+        let addr = *server
+            .addrs()
+            .first()
+            .context("the server bound no address")?;
+        let server = server.run();
+        let handle = server.handle();
+        let http = tokio::spawn(server);
+        tracing::info!(%addr, "keyway is listening");
+        Ok(Self {
+            addr,
+            handle,
+            http,
+            background,
+            state,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Waits until the server stops (a signal, or `stop`), then finishes bookkeeping.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let Server {
+            http,
+            background,
+            state,
+            ..
+        } = self;
+        let result = http.await;
+        finish(background, &state).await;
+        result.context("the HTTP server task failed")??;
+        Ok(())
+    }
+
+    /// Stops accepting, lets in-flight requests finish, then finishes bookkeeping.
+    pub async fn stop(self) {
+        let Server {
+            handle,
+            http,
+            background,
+            state,
+            ..
+        } = self;
+        handle.stop(true).await;
+        let _ = http.await;
+        finish(background, &state).await;
+    }
+}
+
+async fn finish(background: Vec<JoinHandle<()>>, state: &AppState) {
+    for task in background {
+        task.abort();
+    }
+    if let Err(err) = state.last_used.flush(&state.db).await {
+        tracing::warn!(error = %err, "could not record last-used times at shutdown");
+    }
+    if let Err(err) = state.db.clone().close().await {
+        tracing::warn!(error = %err, "closing the database failed");
+    }
+    tracing::info!("keyway stopped");
+}

@@ -1,0 +1,13 @@
+//! The rules, one module per noun. Services own validation and transactions; they are the only
+//! code (besides migrations) that talks to SeaORM. Transports call them with a scope from
+//! `auth` that proves the caller may do what it asks.
+
+pub mod admin_tokens;
+pub mod admins;
+pub mod api_keys;
+pub mod applications;
+pub mod consumers;
+pub mod last_used;
+pub mod pagination;
+pub mod redirect_uri;
+mod validate;

@@ -1,0 +1,80 @@
+//! Opening the database and keeping its schema current. SQLite (the embedded default) is tuned
+//! for durability: WAL, `synchronous=FULL`, foreign keys on, a busy timeout for writers.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, SqlxSqliteConnector};
+
+use crate::config::Config;
+
+pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
+    let max = config.database_max_connections;
+    match config.database_url.as_ref().map(|u| u.expose()) {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let mut options = ConnectOptions::new(url);
+            options
+                .max_connections(max)
+                .min_connections(1)
+                .acquire_timeout(Duration::from_secs(5))
+                .sqlx_logging(false);
+            // The URL may hold a password: never echo it in the error.
+            Database::connect(options)
+                .await
+                .context("connecting to PostgreSQL (check DATABASE_URL)")
+        }
+        Some(url) if url.starts_with("sqlite:") => {
+            let options =
+                SqliteConnectOptions::from_str(url).context("parsing the sqlite: DATABASE_URL")?;
+            connect_sqlite(options, max).await
+        }
+        Some(_) => anyhow::bail!("DATABASE_URL must start with postgres:// or sqlite:"),
+        None => {
+            std::fs::create_dir_all(&config.data_dir).with_context(|| {
+                format!("creating the data directory {}", config.data_dir.display())
+            })?;
+            let path = config.data_dir.join("keyway.db");
+            connect_sqlite(SqliteConnectOptions::new().filename(path), max).await
+        }
+    }
+}
+
+async fn connect_sqlite(
+    options: SqliteConnectOptions,
+    max: u32,
+) -> anyhow::Result<DatabaseConnection> {
+    let options = options
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(5));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(max)
+        .min_connections(1)
+        .connect_with(options)
+        .await
+        .context("opening the SQLite database")?;
+    Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
+}
+
+pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
+    Migrator::up(db, None)
+        .await
+        .context("applying database migrations")
+}
+
+/// Ready means: the database answers and no migration is pending.
+pub async fn readiness(db: &DatabaseConnection) -> Result<(), &'static str> {
+    db.ping().await.map_err(|_| "database unreachable")?;
+    match Migrator::get_pending_migrations_read_only(db).await {
+        Ok(pending) if pending.is_empty() => Ok(()),
+        Ok(_) => Err("migrations pending"),
+        Err(_) => Err("migration status unknown"),
+    }
+}

@@ -1,0 +1,12 @@
+//! One integration-test binary (faster to link than one per file).
+
+mod support;
+
+mod api_keys;
+mod applications;
+mod auth;
+mod bad_input;
+mod cli;
+mod consumers;
+mod isolation;
+mod server;

@@ -1,0 +1,261 @@
+//! `TestApp`: the real server, in-process on port 0, on a fresh database — SQLite always,
+//! PostgreSQL when `KEYWAY_TEST_DATABASE_URL` is set.
+
+use std::sync::Once;
+
+use keyway::config::Config;
+use keyway::crypto::Secret;
+use keyway::{Server, Signals};
+use reqwest::StatusCode;
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs the body once per backend: `db_test!(name, |app| async move { … })`. The PostgreSQL
+/// variant returns early (and says so) when `KEYWAY_TEST_DATABASE_URL` is unset.
+#[macro_export]
+macro_rules! db_test {
+    ($name:ident, |$app:ident| $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let $app = $crate::support::TestApp::new($crate::support::Backend::Sqlite)
+                    .await
+                    .expect("sqlite test app");
+                $body.await;
+                $app.stop().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some($app) =
+                    $crate::support::TestApp::new($crate::support::Backend::Postgres).await
+                else {
+                    eprintln!("KEYWAY_TEST_DATABASE_URL unset: PostgreSQL variant skipped");
+                    return;
+                };
+                $body.await;
+                $app.stop().await;
+            }
+        }
+    };
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub operator: String,
+    pub backend: Backend,
+    server: Option<Server>,
+    pg: Option<PgDatabase>,
+    _dir: tempfile::TempDir,
+}
+
+/// An application with one secret key, made through the API.
+pub struct Tenant {
+    pub id: String,
+    pub key: String,
+    pub key_id: String,
+}
+
+pub fn install_crypto() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+impl TestApp {
+    /// `None` only for PostgreSQL when no test database is configured.
+    pub async fn new(backend: Backend) -> Option<Self> {
+        Self::with_config(backend, |_| {}).await
+    }
+
+    pub async fn with_config(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<Self> {
+        install_crypto();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::default();
+        config.listen = "127.0.0.1:0".parse().expect("addr");
+        config.data_dir = dir.path().to_path_buf();
+        config.http_workers = Some(1);
+        config.database_max_connections = 5;
+        let pg = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                let admin_url = std::env::var("KEYWAY_TEST_DATABASE_URL").ok()?;
+                let pg = PgDatabase::create(&admin_url).await;
+                config.database_url = Some(Secret::new(pg.url.clone()));
+                Some(pg)
+            }
+        };
+        tweak(&mut config);
+        let server = Server::start(config, Signals::Ignore)
+            .await
+            .expect("server starts");
+        let (_, operator) = keyway::service::admin_tokens::create(&server.state().db, "tests")
+            .await
+            .expect("operator token");
+        Some(Self {
+            base: format!("http://{}", server.addr()),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            operator: operator.expose().to_owned(),
+            backend,
+            server: Some(server),
+            pg,
+            _dir: dir,
+        })
+    }
+
+    pub fn server(&self) -> &Server {
+        self.server.as_ref().expect("running")
+    }
+
+    pub fn db(&self) -> &sea_orm::DatabaseConnection {
+        &self.server().state().db
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop().await;
+        }
+        if let Some(pg) = self.pg.take() {
+            pg.drop_database().await;
+        }
+    }
+
+    /// POSTs one GraphQL request; returns the HTTP status and the JSON body.
+    pub async fn graphql(&self, token: &str, query: &str, variables: Value) -> (StatusCode, Value) {
+        self.post_json(token, json!({ "query": query, "variables": variables }))
+            .await
+    }
+
+    pub async fn post_json(&self, token: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(format!("{}/graphql", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status();
+        (status, response.json().await.expect("json body"))
+    }
+
+    /// The `data` of a request that must succeed.
+    pub async fn ok(&self, token: &str, query: &str, variables: Value) -> Value {
+        let (status, body) = self.graphql(token, query, variables).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    /// The code of the first error of a request that must fail.
+    pub async fn error_code(&self, token: &str, query: &str, variables: Value) -> String {
+        let (_, body) = self.graphql(token, query, variables).await;
+        first_code(&body)
+    }
+
+    pub async fn create_tenant(&self, name: &str) -> Tenant {
+        let data = self
+            .ok(
+                &self.operator,
+                "mutation($name: String!) { createApplication(input: {name: $name, \
+                 redirectUris: [\"https://app.example.com/done\"]}) { id } }",
+                json!({ "name": name }),
+            )
+            .await;
+        let id = data["createApplication"]["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        let data = self
+            .ok(
+                &self.operator,
+                "mutation($app: ID!) { createApiKey(input: {applicationId: $app, label: \"main\"}) \
+                 { secret apiKey { id } } }",
+                json!({ "app": id }),
+            )
+            .await;
+        Tenant {
+            id,
+            key: data["createApiKey"]["secret"]
+                .as_str()
+                .expect("secret")
+                .to_owned(),
+            key_id: data["createApiKey"]["apiKey"]["id"]
+                .as_str()
+                .expect("key id")
+                .to_owned(),
+        }
+    }
+
+    pub async fn upsert_consumer(&self, token: &str, consumer_id: &str) -> Value {
+        self.ok(
+            token,
+            "mutation($c: String!) { upsertConsumer(input: {consumerId: $c, \
+             metadata: {email: \"someone@example.com\"}}) { id consumerId } }",
+            json!({ "c": consumer_id }),
+        )
+        .await["upsertConsumer"]
+            .clone()
+    }
+}
+
+pub fn first_code(body: &Value) -> String {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {body}"))
+        .to_owned()
+}
+
+/// A database of its own on the configured PostgreSQL server.
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    async fn create(admin_url: &str) -> Self {
+        let name = format!("keyway_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = Database::connect(admin_url)
+            .await
+            .expect("connect to PostgreSQL");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        admin.close().await.ok();
+        let mut url = url::Url::parse(admin_url).expect("KEYWAY_TEST_DATABASE_URL is a URL");
+        url.set_path(&name);
+        Self {
+            admin_url: admin_url.to_owned(),
+            name,
+            url: url.to_string(),
+        }
+    }
+
+    async fn drop_database(self) {
+        if let Ok(admin) = Database::connect(&self.admin_url).await {
+            let _ = admin
+                .execute_unprepared(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                ))
+                .await;
+            admin.close().await.ok();
+        }
+    }
+}
