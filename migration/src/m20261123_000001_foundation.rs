@@ -94,7 +94,10 @@ impl MigrationTrait for Migration {
                     .table(Consumers::Table)
                     .col(uuid(Consumers::Id).primary_key())
                     .col(uuid(Consumers::ApplicationId))
-                    .col(string_len(Consumers::ConsumerId, 255))
+                    .col(byte_ordered(
+                        string_len(Consumers::ConsumerId, 255),
+                        manager,
+                    ))
                     .col(string_len_null(Consumers::AccountName, 255))
                     .col(string_len_null(Consumers::UserName, 255))
                     .col(string_len_null(Consumers::Email, 320))
@@ -139,6 +142,15 @@ impl MigrationTrait for Migration {
         }
         Ok(())
     }
+}
+
+/// Keyset cursors compare strings; byte order makes PostgreSQL sort exactly as SQLite does,
+/// whatever the database's locale, and keeps the comparison cheap.
+fn byte_ordered(mut column: ColumnDef, manager: &SchemaManager) -> ColumnDef {
+    if manager.get_database_backend() == sea_orm_migration::sea_orm::DatabaseBackend::Postgres {
+        column.extra("COLLATE \"C\"");
+    }
+    column
 }
 
 #[derive(DeriveIden)]

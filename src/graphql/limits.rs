@@ -11,15 +11,23 @@ use async_graphql::{ServerError, ServerResult, Variables};
 pub const MAX_ALIASES: usize = 30;
 pub const MAX_FIELDS: usize = 1000;
 
-pub struct DocumentLimits;
+pub struct DocumentLimits {
+    /// When off, `__schema` and `__type` are refused with an error (async-graphql's own
+    /// switch answers them with a silent `null`, which clients misread as an empty schema).
+    pub introspection: bool,
+}
 
 impl ExtensionFactory for DocumentLimits {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(DocumentLimitsExtension)
+        Arc::new(DocumentLimitsExtension {
+            introspection: self.introspection,
+        })
     }
 }
 
-struct DocumentLimitsExtension;
+struct DocumentLimitsExtension {
+    introspection: bool,
+}
 
 #[async_trait::async_trait]
 impl Extension for DocumentLimitsExtension {
@@ -37,6 +45,11 @@ impl Extension for DocumentLimitsExtension {
         }
         for fragment in document.fragments.values() {
             counts.walk(&fragment.node.selection_set.node);
+        }
+        if !self.introspection && counts.introspection {
+            return Err(limit_error(
+                "introspection is disabled on this server".into(),
+            ));
         }
         if counts.aliases > MAX_ALIASES {
             return Err(limit_error(format!(
@@ -58,6 +71,7 @@ impl Extension for DocumentLimitsExtension {
 struct Counts {
     aliases: usize,
     fields: usize,
+    introspection: bool,
 }
 
 impl Counts {
@@ -66,6 +80,8 @@ impl Counts {
             match &selection.node {
                 Selection::Field(field) => {
                     self.fields += 1;
+                    let name = field.node.name.node.as_str();
+                    self.introspection |= name == "__schema" || name == "__type";
                     if field.node.alias.is_some() {
                         self.aliases += 1;
                     }

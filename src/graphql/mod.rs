@@ -20,7 +20,7 @@ pub use limits::{MAX_ALIASES, MAX_FIELDS};
 
 /// Deeper than any sane query, yet deep enough for GraphiQL's introspection query.
 pub const MAX_DEPTH: usize = 15;
-pub const MAX_COMPLEXITY: usize = 5000;
+pub const MAX_COMPLEXITY: usize = 2000;
 /// Requests in one batched POST.
 pub const MAX_BATCH: usize = 10;
 
@@ -63,7 +63,9 @@ fn builder(
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)
     .limit_directives(20)
-    .extension(limits::DocumentLimits)
+    .extension(limits::DocumentLimits {
+        introspection: config.introspection_enabled(),
+    })
     .register_output_type::<node::Node>();
     if !config.introspection_enabled() {
         builder = builder.disable_introspection().disable_suggestions();

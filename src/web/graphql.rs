@@ -9,7 +9,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, web};
 use async_graphql::http::GraphiQLSource;
-use async_graphql::{BatchRequest, BatchResponse, Response};
+use async_graphql::{BatchRequest, BatchResponse, Request, Response};
 use futures_util::StreamExt;
 
 use crate::auth::bearer::{authenticate, bearer_token};
@@ -56,23 +56,10 @@ pub async fn post(
         }
         body.extend_from_slice(&chunk);
     }
-    let batch: BatchRequest = match serde_json::from_slice(&body) {
+    let batch = match parse_body(&body) {
         Ok(batch) => batch,
-        Err(_) => {
-            return error_response(
-                &Error::bad_input("the body is not a GraphQL request in JSON"),
-                StatusCode::BAD_REQUEST,
-            );
-        }
+        Err(err) => return error_response(&err, StatusCode::BAD_REQUEST),
     };
-    if let BatchRequest::Batch(requests) = &batch
-        && !(1..=MAX_BATCH).contains(&requests.len())
-    {
-        return error_response(
-            &Error::bad_input(format!("a batch holds 1 to {MAX_BATCH} requests")),
-            StatusCode::BAD_REQUEST,
-        );
-    }
 
     let response = schema.execute_batch(batch.data(principal)).await;
     let response = match response {
@@ -96,6 +83,27 @@ pub async fn graphiql(state: web::Data<AppState>) -> HttpResponse {
                 .title("Keyway GraphQL")
                 .finish(),
         )
+}
+
+/// An object is one request, an array a batch of 1 to `MAX_BATCH`. (async-graphql's own
+/// untagged parsing reads `[]` as a single empty request.)
+fn parse_body(body: &[u8]) -> Result<BatchRequest, Error> {
+    let not_graphql = || Error::bad_input("the body is not a GraphQL request in JSON");
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => serde_json::from_slice::<Request>(body)
+            .map(BatchRequest::Single)
+            .map_err(|_| not_graphql()),
+        Some(b'[') => {
+            let requests: Vec<Request> = serde_json::from_slice(body).map_err(|_| not_graphql())?;
+            if !(1..=MAX_BATCH).contains(&requests.len()) {
+                return Err(Error::bad_input(format!(
+                    "a batch holds 1 to {MAX_BATCH} requests"
+                )));
+            }
+            Ok(BatchRequest::Batch(requests))
+        }
+        _ => Err(not_graphql()),
+    }
 }
 
 /// Errors raised before resolvers run (parse, validation, argument coercion) carry no code;

@@ -1,1 +1,175 @@
+//! The `keyway` binary itself: operator commands, configuration errors, schema export and
+//! clean shutdown on SIGTERM.
 
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_keyway");
+
+fn keyway(dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KEYWAY_DATA_DIR", dir)
+        .env("KEYWAY_LOG_LEVEL", "warn");
+    cmd
+}
+
+#[test]
+fn admin_create_reads_the_password_from_stdin_and_refuses_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |password: &str| {
+        let mut child = keyway(dir.path())
+            .args(["admin", "create", "ops@example.com", "--password-stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let short = run("short");
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 12"));
+    let ok = run("a long enough passphrase");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let again = run("a long enough passphrase");
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
+    // The password never reaches the terminal or the database file in clear.
+    let db = std::fs::read(dir.path().join("keyway.db")).unwrap();
+    assert!(!String::from_utf8_lossy(&db).contains("a long enough passphrase"));
+}
+
+#[test]
+fn unknown_configuration_is_named_and_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = keyway(dir.path())
+        .env("KEYWAY_LISTN", "0.0.0.0:1")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("KEYWAY_LISTN"));
+
+    let file = dir.path().join("keyway.toml");
+    std::fs::write(&file, "databse_url = \"sqlite://x.db\"\n").unwrap();
+    let out = keyway(dir.path())
+        .args(["--config", file.to_str().unwrap(), "migrate"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("databse_url"));
+
+    let out = keyway(dir.path())
+        .env("KEYWAY_ENV", "production")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("master key"));
+}
+
+#[test]
+fn schema_file_is_current() {
+    let out = Command::new(BIN).arg("schema").output().unwrap();
+    assert!(out.status.success());
+    let exported = String::from_utf8(out.stdout).unwrap();
+    let stored = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"))
+        .unwrap_or_default();
+    assert!(
+        exported == stored,
+        "schema.graphql is stale: run `cargo run -- schema > schema.graphql`"
+    );
+}
+
+/// Serves, mints an operator token with the CLI, uses it, then stops cleanly on SIGTERM.
+#[test]
+fn serve_answers_then_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = keyway(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("KEYWAY_LOG_LEVEL", "info")
+        .env("KEYWAY_LOG_FORMAT", "json")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let started = Instant::now();
+    let mut addr = String::new();
+    let mut line = String::new();
+    while addr.is_empty() && started.elapsed() < Duration::from_secs(20) {
+        line.clear();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            addr = rest.split_whitespace().next().unwrap().to_owned();
+        }
+    }
+    assert!(!addr.is_empty(), "the server did not report its address");
+    // Keep draining logs so the child never blocks on a full pipe.
+    let logs = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in stderr.lines() {
+            all.push_str(&line.unwrap_or_default());
+            all.push('\n');
+        }
+        all
+    });
+
+    let token = keyway(dir.path())
+        .args(["admin", "token", "--label", "ci"])
+        .output()
+        .unwrap();
+    assert!(token.status.success());
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
+    assert!(token.starts_with("kw_admin_"));
+
+    crate::support::install_crypto();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let body: serde_json::Value = rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("http://{addr}/graphql"))
+            .bearer_auth(&token)
+            .json(&json!({ "query": "{ viewer { kind } }" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(body["data"]["viewer"]["kind"], "OPERATOR");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "keyway did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status}");
+    let logs = logs.join().unwrap();
+    // JSON logs, a request id on the request line, and no secret anywhere.
+    assert!(logs.contains("\"request_id\""), "{logs}");
+    assert!(
+        !logs.contains(&token[9..]),
+        "the token leaked into the logs"
+    );
+    assert!(logs.contains("keyway stopped"));
+}

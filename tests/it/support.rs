@@ -53,7 +53,6 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub operator: String,
-    pub backend: Backend,
     server: Option<Server>,
     pg: Option<PgDatabase>,
     _dir: tempfile::TempDir,
@@ -82,11 +81,13 @@ impl TestApp {
     pub async fn with_config(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<Self> {
         install_crypto();
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = Config::default();
-        config.listen = "127.0.0.1:0".parse().expect("addr");
-        config.data_dir = dir.path().to_path_buf();
-        config.http_workers = Some(1);
-        config.database_max_connections = 5;
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            data_dir: dir.path().to_path_buf(),
+            http_workers: Some(1),
+            database_max_connections: 5,
+            ..Config::default()
+        };
         let pg = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => {
@@ -110,7 +111,6 @@ impl TestApp {
                 .build()
                 .expect("client"),
             operator: operator.expose().to_owned(),
-            backend,
             server: Some(server),
             pg,
             _dir: dir,
