@@ -26,12 +26,12 @@ gql() { # token, json body
     -H 'content-type: application/json' -d "$2"
 }
 
-start_server() { # prints start-to-ready milliseconds
+start_server() { # sets SERVER and READY_MS (start-to-ready milliseconds)
   local t0; t0=$(now_ms)
   KEYWAY_LOG_LEVEL=warn "$BIN" serve --listen "127.0.0.1:$PORT" >"$WORK/serve.log" 2>&1 &
   SERVER=$!
   until curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null; do sleep 0.005; done
-  echo $(( $(now_ms) - t0 ))
+  READY_MS=$(( $(now_ms) - t0 ))
 }
 
 stop_server() { kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=; }
@@ -45,7 +45,7 @@ run_backend() { # label, DATABASE_URL or empty
   "$BIN" migrate 2>/dev/null
   local op; op=$("$BIN" admin token --label bench 2>/dev/null)
 
-  start_server >/dev/null
+  start_server
   local app_id key
   app_id=$(gql "$op" '{"query":"mutation { createApplication(input: {name: \"bench\"}) { id } }"}' \
     | python3 -c 'import sys,json,base64; i=json.load(sys.stdin)["data"]["createApplication"]["id"]; print(base64.urlsafe_b64decode(i+"==").decode().split(":")[1])')
@@ -56,7 +56,8 @@ run_backend() { # label, DATABASE_URL or empty
   "$SEED" "$url" "$app_id" "$COUNT"
 
   # Start-to-ready and idle RSS, on a store that already holds the rows.
-  local ready_ms; ready_ms=$(start_server)
+  start_server
+  local ready_ms=$READY_MS
   sleep 1
   local rss_kb; rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$SERVER/status")
   echo "[$label] start-to-ready: ${ready_ms} ms   idle RSS: $((rss_kb / 1024)) MB"
@@ -68,6 +69,9 @@ run_backend() { # label, DATABASE_URL or empty
     [ "$page" = deep ] && after=", after: \\\"$deep\\\""
     local body="{\"query\":\"{ consumers(first: 50$after) { $fields } }\"}"
     gql "$key" "$body" | python3 -c 'import sys,json; d=json.load(sys.stdin); assert "errors" not in d, d; assert len(d["data"]["consumers"]["edges"])==50'
+    # A short warm-up, so caches and query plans are settled before measuring.
+    TOKEN=$key BODY=$body wrk -t2 -c"$CONNECTIONS" -d2s -s bench/graphql.lua \
+      "http://127.0.0.1:$PORT/graphql" >/dev/null
     local out
     out=$(TOKEN=$key BODY=$body wrk -t2 -c"$CONNECTIONS" -d"$DURATION" -s bench/graphql.lua \
       "http://127.0.0.1:$PORT/graphql" | grep RESULT)
