@@ -13,7 +13,10 @@ use uuid::Uuid;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    anyhow::ensure!(args.len() == 4, "usage: seed <database-url> <application-uuid> <count>");
+    anyhow::ensure!(
+        args.len() == 4,
+        "usage: seed <database-url> <application-uuid> <count>"
+    );
     let application_id = Uuid::parse_str(&args[2])?;
     let count: usize = args[3].parse()?;
     let config = Config {
@@ -36,7 +39,9 @@ async fn main() -> anyhow::Result<()> {
             updated_at: Set(now),
         });
         let txn = db.begin().await?;
-        entity::consumer::Entity::insert_many(rows).exec(&txn).await?;
+        entity::consumer::Entity::insert_many(rows)
+            .exec(&txn)
+            .await?;
         txn.commit().await?;
     }
     eprintln!("seeded {count} consumers in {:.1?}", started.elapsed());

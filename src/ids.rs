@@ -1,4 +1,4 @@
-//! Opaque global ids for the `Node` interface: base64url of `Type:uuid`. Clients must treat
+//! Opaque global ids (the GraphQL `Node` ids, also used in event payloads): base64url of `Type:uuid`. Clients must treat
 //! them as opaque; the server decodes them and checks the type.
 
 use async_graphql::ID;
@@ -13,16 +13,26 @@ pub enum NodeType {
     Application,
     ApiKey,
     Consumer,
+    Integration,
+    Connection,
 }
 
 impl NodeType {
-    const ALL: [NodeType; 3] = [NodeType::Application, NodeType::ApiKey, NodeType::Consumer];
+    const ALL: [NodeType; 5] = [
+        NodeType::Application,
+        NodeType::ApiKey,
+        NodeType::Consumer,
+        NodeType::Integration,
+        NodeType::Connection,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             NodeType::Application => "Application",
             NodeType::ApiKey => "ApiKey",
             NodeType::Consumer => "Consumer",
+            NodeType::Integration => "Integration",
+            NodeType::Connection => "Connection",
         }
     }
 }
@@ -56,7 +66,7 @@ pub fn decode_as(expected: NodeType, id: &ID) -> Result<Uuid> {
     match decode(id)? {
         (kind, uuid) if kind == expected => Ok(uuid),
         _ => Err(Error::bad_input(format!(
-            "id is not an {} id",
+            "id is not an id of a {}",
             expected.name()
         ))),
     }

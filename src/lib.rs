@@ -6,11 +6,13 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod auth;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod graphql;
+pub mod ids;
 pub mod service;
 pub mod state;
 pub mod store;
@@ -30,18 +32,24 @@ use crate::config::Config;
 use crate::service::last_used::LastUsedRecorder;
 use crate::state::AppState;
 
-/// Connects to the database and, unless told not to, brings its schema up to date.
+/// Connects to the database and, unless told not to, brings its schema up to date; loads the
+/// catalog and opens the keyring. Any failure stops the start with a message saying why.
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    let catalog = catalog::Catalog::builtin().map_err(anyhow::Error::msg)?;
+    let master = crypto::master::load(&config)?;
     let db = store::connect(&config).await?;
     if config.auto_migrate {
         store::migrate(&db).await?;
     } else if let Err(reason) = store::readiness(&db).await {
         anyhow::bail!("the database is not ready ({reason}); run `keyway migrate`");
     }
+    let keys = service::keys::KeyStore::open(&db, master).await?;
     Ok(AppState {
         db,
         config: Arc::new(config),
         last_used: Arc::new(LastUsedRecorder::default()),
+        keys: Arc::new(keys),
+        catalog: Arc::new(catalog),
     })
 }
 
@@ -69,7 +77,12 @@ impl Server {
 
         let recorder = state.last_used.clone();
         let db = state.db.clone();
-        let background = vec![tokio::spawn(async move { recorder.run(db).await })];
+        let keys = state.keys.clone();
+        let keys_db = state.db.clone();
+        let background = vec![
+            tokio::spawn(async move { recorder.run(db).await }),
+            tokio::spawn(async move { keys.run(keys_db).await }),
+        ];
 
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {

@@ -39,6 +39,60 @@ enum Command {
     },
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Manage the encryption keys of stored secrets.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Script against a running server (KEYWAY_URL, KEYWAY_API_KEY).
+    Connections {
+        #[command(subcommand)]
+        command: ConnectionsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a new data key current now, then re-encrypt older values (safe to interrupt).
+    Rotate,
+    /// Finish an interrupted re-encryption without adding a key.
+    Reencrypt,
+    /// Show the data keys and how many values each protects.
+    Status,
+}
+
+#[derive(Subcommand)]
+enum ConnectionsCommand {
+    /// List connections, a page at a time.
+    List {
+        /// A state: added, authorized, callable (connected), invalid (expired), revoked, deleted.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this consumer's connections.
+        #[arg(long)]
+        consumer: Option<String>,
+        /// Only this provider's connections.
+        #[arg(long)]
+        service: Option<String>,
+        /// Connections per page (1-200).
+        #[arg(long, default_value_t = 20)]
+        page_size: u32,
+        /// Continue after this cursor (printed at the end of a page).
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the live credentials of a consumer's callable connection to a service.
+    GetCredentials {
+        service: String,
+        #[arg(long)]
+        consumer: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -61,13 +115,18 @@ enum AdminCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Command::Schema = cli.command {
-        keyway::cli::schema();
-        return Ok(());
-    }
+    let command = match cli.command {
+        Command::Schema => {
+            keyway::cli::schema();
+            return Ok(());
+        }
+        // The client talks to a running server; it needs no server configuration.
+        Command::Connections { command } => return run_client(command).await,
+        other => other,
+    };
     let mut config = Config::load(cli.config.as_deref())?;
     keyway::telemetry::init(&config);
-    match cli.command {
+    match command {
         Command::Serve { listen, no_migrate } => {
             if let Some(listen) = listen {
                 config.listen = listen;
@@ -85,6 +144,40 @@ async fn main() -> anyhow::Result<()> {
             } => keyway::cli::admin_create(config, &email, password_stdin).await,
             AdminCommand::Token { label } => keyway::cli::admin_token(config, &label).await,
         },
-        Command::Schema => Ok(()),
+        Command::Keys { command } => match command {
+            KeysCommand::Rotate => keyway::cli::keys::rotate(config).await,
+            KeysCommand::Reencrypt => keyway::cli::keys::reencrypt(config).await,
+            KeysCommand::Status => keyway::cli::keys::status(config).await,
+        },
+        Command::Schema | Command::Connections { .. } => Ok(()),
+    }
+}
+
+async fn run_client(command: ConnectionsCommand) -> anyhow::Result<()> {
+    use keyway::cli::client;
+    match command {
+        ConnectionsCommand::List {
+            status,
+            consumer,
+            service,
+            page_size,
+            cursor,
+            json,
+        } => {
+            let args = client::ListArgs {
+                status,
+                consumer,
+                service,
+                page_size,
+                cursor,
+                json,
+            };
+            client::list(args).await
+        }
+        ConnectionsCommand::GetCredentials {
+            service,
+            consumer,
+            json,
+        } => client::get_credentials(&service, &consumer, json).await,
     }
 }

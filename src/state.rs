@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
 
+use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::service::connections::Deps;
+use crate::service::keys::KeyStore;
 use crate::service::last_used::LastUsedRecorder;
 
 #[derive(Clone)]
@@ -13,4 +16,16 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub config: Arc<Config>,
     pub last_used: Arc<LastUsedRecorder>,
+    pub keys: Arc<KeyStore>,
+    pub catalog: Arc<Catalog>,
+}
+
+impl AppState {
+    pub fn deps(&self) -> Deps<'_> {
+        Deps {
+            db: &self.db,
+            keys: &self.keys,
+            catalog: &self.catalog,
+        }
+    }
 }

@@ -5,4 +5,8 @@ pub mod admin;
 pub mod admin_token;
 pub mod api_key;
 pub mod application;
+pub mod connection;
 pub mod consumer;
+pub mod data_key;
+pub mod event;
+pub mod integration;

@@ -146,7 +146,7 @@ impl MigrationTrait for Migration {
 
 /// Keyset cursors compare strings; byte order makes PostgreSQL sort exactly as SQLite does,
 /// whatever the database's locale, and keeps the comparison cheap.
-fn byte_ordered(mut column: ColumnDef, manager: &SchemaManager) -> ColumnDef {
+pub(crate) fn byte_ordered(mut column: ColumnDef, manager: &SchemaManager) -> ColumnDef {
     if manager.get_database_backend() == sea_orm_migration::sea_orm::DatabaseBackend::Postgres {
         column.extra("COLLATE \"C\"");
     }

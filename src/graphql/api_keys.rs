@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use entity::api_key::Model;
 
 use super::context::ContextExt;
-use super::ids::{self, NodeType};
+use crate::ids::{self, NodeType};
 use crate::service::api_keys;
 
 pub struct ApiKey(pub Model);
@@ -32,6 +32,13 @@ impl ApiKey {
 
     async fn application_id(&self) -> ID {
         ids::encode(NodeType::Application, self.0.application_id)
+    }
+
+    /// Set when the key is restricted to one integration.
+    async fn integration_id(&self) -> Option<ID> {
+        self.0
+            .integration_id
+            .map(|id| ids::encode(NodeType::Integration, id))
     }
 
     async fn created_at(&self) -> DateTime<Utc> {
@@ -101,10 +108,8 @@ impl ApiKeyMutation {
         let state = ctx.state()?;
         let app = ids::decode_optional(NodeType::Application, input.application_id.as_ref())?;
         let scope = ctx.principal()?.require_app_admin(&state.db, app).await?;
-        let integration = input
-            .integration_id
-            .map(|id| uuid::Uuid::parse_str(&id).map_err(|_| crate::error::Error::NotFound))
-            .transpose()?;
+        let integration =
+            ids::decode_optional(NodeType::Integration, input.integration_id.as_ref())?;
         let created = api_keys::create(&state.db, &scope, &input.label, integration).await?;
         Ok(CreateApiKeyPayload {
             api_key: ApiKey(created.key),

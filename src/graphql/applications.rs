@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use entity::application::Model;
 
 use super::context::ContextExt;
-use super::ids::{self, NodeType};
 use super::relay;
+use crate::ids::{self, NodeType};
 use crate::service::applications::{self, ApplicationChanges, NewApplication};
 use crate::service::pagination::PageRequest;
 

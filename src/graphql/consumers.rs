@@ -6,9 +6,9 @@ use chrono::{DateTime, Utc};
 use entity::consumer::Model;
 
 use super::context::ContextExt;
-use super::ids::{self, NodeType};
 use super::relay;
 use crate::auth::AppScope;
+use crate::ids::{self, NodeType};
 use crate::service::consumers::{self, ConsumerFilter, ConsumerMetadata};
 use crate::service::pagination::PageRequest;
 

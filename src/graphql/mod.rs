@@ -3,11 +3,13 @@
 
 mod api_keys;
 mod applications;
+mod connections;
 mod consumers;
 mod context;
-mod ids;
+mod integrations;
 mod limits;
 mod node;
+mod providers;
 mod relay;
 mod viewer;
 
@@ -31,6 +33,9 @@ pub struct QueryRoot(
     applications::ApplicationQuery,
     api_keys::ApiKeyQuery,
     consumers::ConsumerQuery,
+    providers::ProviderQuery,
+    integrations::IntegrationQuery,
+    connections::ConnectionQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -38,6 +43,8 @@ pub struct MutationRoot(
     applications::ApplicationMutation,
     api_keys::ApiKeyMutation,
     consumers::ConsumerMutation,
+    integrations::IntegrationMutation,
+    connections::ConnectionMutation,
 );
 
 pub type KeywaySchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;

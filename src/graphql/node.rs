@@ -4,10 +4,13 @@ use async_graphql::{Context, ID, Interface, Object};
 
 use super::api_keys::ApiKey;
 use super::applications::Application;
+use super::connections::Connection;
 use super::consumers::Consumer;
 use super::context::ContextExt;
-use super::ids::{self, NodeType};
-use crate::service::{api_keys, applications, consumers};
+use super::integrations::Integration;
+use crate::auth::AppScope;
+use crate::ids::{self, NodeType};
+use crate::service::{api_keys, applications, connections, consumers, integrations};
 
 #[derive(Interface)]
 #[graphql(field(name = "id", ty = "ID"))]
@@ -15,6 +18,8 @@ pub enum Node {
     Application(Application),
     ApiKey(ApiKey),
     Consumer(Consumer),
+    Integration(Integration),
+    Connection(Connection),
 }
 
 #[derive(Default)]
@@ -35,6 +40,25 @@ impl NodeQuery {
             NodeType::Consumer => {
                 Node::Consumer(Consumer(consumers::get_by_id(db, tenancy, id).await?))
             }
+            NodeType::Integration => {
+                let found = integrations::get_in(db, tenancy, id).await?;
+                let scope = scope_for(ctx, found.application_id).await?;
+                Node::Integration(Integration(integrations::get(db, &scope, id).await?))
+            }
+            NodeType::Connection => {
+                let app = connections::owner(db, tenancy, id).await?;
+                let scope = scope_for(ctx, app).await?;
+                Node::Connection(Connection(connections::get(db, &scope, id).await?))
+            }
         })
     }
+}
+
+async fn scope_for(
+    ctx: &Context<'_>,
+    application_id: uuid::Uuid,
+) -> crate::error::Result<AppScope> {
+    ctx.principal()?
+        .require_app(&ctx.state()?.db, Some(application_id))
+        .await
 }

@@ -33,9 +33,8 @@ pub async fn create(
     integration_id: Option<Uuid>,
 ) -> Result<CreatedKey> {
     let label = validate::required_text("label", label, LABEL_MAX)?;
-    if integration_id.is_some() {
-        // No integration exists until the catalog arrives; any id is unknown to this tenant.
-        return Err(Error::NotFound);
+    if let Some(integration) = integration_id {
+        super::integrations::get(db, scope, integration).await?;
     }
     let existing = list(db, scope).await?;
     if existing.iter().filter(|k| k.revoked_at.is_none()).count() >= MAX_KEYS_PER_APPLICATION {

@@ -6,7 +6,7 @@ use entity::consumer::{ActiveModel, Column, Entity, Model};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Select, Set, SqlErr,
+    QueryFilter, QueryOrder, QuerySelect, Select, Set, SqlErr, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -124,10 +124,14 @@ pub async fn get_by_id(db: &DatabaseConnection, tenancy: Tenancy, id: Uuid) -> R
         .ok_or(Error::NotFound)
 }
 
-/// Deletes the consumer. Its connections (when they exist) are revoked and wiped with it.
+/// Deletes the consumer. Its connections become tombstones with their credentials wiped, and
+/// each emits `connection.deleted`, in the same transaction.
 pub async fn delete(db: &DatabaseConnection, scope: &AppScope, consumer_id: &str) -> Result<Model> {
     let consumer = get(db, scope, consumer_id).await?;
-    Entity::delete_by_id(consumer.id).exec(db).await?;
+    let txn = db.begin().await?;
+    super::connections::delete_all_of_consumer(&txn, consumer.id).await?;
+    Entity::delete_by_id(consumer.id).exec(&txn).await?;
+    txn.commit().await?;
     tracing::info!(consumer = %consumer.id, "consumer deleted");
     Ok(consumer)
 }
@@ -162,7 +166,7 @@ pub fn cursor_key(consumer: &Model) -> &str {
 fn filtered(scope: &AppScope, filter: &ConsumerFilter) -> Result<Select<Entity>> {
     let mut query = Entity::find().filter(Column::ApplicationId.eq(scope.application_id()));
     if let Some(search) = validate::optional_text("search", filter.search.as_deref(), SEARCH_MAX)? {
-        let pattern = format!("%{}%", escape_like(&search.to_lowercase()));
+        let pattern = format!("%{}%", validate::escape_like(&search.to_lowercase()));
         let mut any = Condition::any();
         for column in [
             Column::ConsumerId,
@@ -178,12 +182,6 @@ fn filtered(scope: &AppScope, filter: &ConsumerFilter) -> Result<Select<Entity>>
         query = query.filter(any);
     }
     Ok(query)
-}
-
-fn escape_like(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
 }
 
 fn validated(m: ConsumerMetadata) -> Result<ConsumerMetadata> {

@@ -41,3 +41,10 @@ pub fn optional_limit(field: &str, value: Option<i64>) -> Result<Option<i64>> {
         other => Ok(other),
     }
 }
+
+/// Escapes `%`, `_` and the escape character itself for a `LIKE … ESCAPE '\\'` pattern.
+pub fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}

@@ -1,6 +1,9 @@
 //! What each CLI command does, as library calls. `main.rs` only parses arguments and calls
 //! these; tests call them too.
 
+pub mod client;
+pub mod keys;
+
 use std::io::BufRead;
 
 use anyhow::Context;
@@ -70,7 +73,7 @@ pub fn schema() {
     print!("{}", crate::graphql::sdl());
 }
 
-async fn open(config: &Config) -> anyhow::Result<sea_orm::DatabaseConnection> {
+pub(crate) async fn open(config: &Config) -> anyhow::Result<sea_orm::DatabaseConnection> {
     let db = store::connect(config).await?;
     if config.auto_migrate {
         store::migrate(&db).await?;

@@ -1,0 +1,493 @@
+//! Connections: one consumer's link to one integration. Ids are server-generated; only the
+//! fields of `NewConnection` / `ConnectionChanges` are writable; every change writes its
+//! outbox event in the same transaction; deletion leaves a tombstone with credentials wiped.
+
+mod credentials;
+mod listing;
+mod settings;
+mod state;
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use entity::connection::{ActiveModel, Column, Entity, Model};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
+    TransactionTrait,
+};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+pub use credentials::{CredentialsInput, LiveCredentials, OAuthTokens, StoredCredentials};
+pub use listing::{ConnectionFilter, count, list};
+pub use settings::as_map as settings_map;
+pub use state::ConnectionState;
+
+use super::events::{self, EventType};
+use super::keys::KeyStore;
+use super::{consumers, integrations, validate};
+use crate::auth::AppScope;
+use crate::catalog::{Catalog, Provider};
+use crate::error::{Error, Result};
+
+const METADATA_MAX_BYTES: usize = 16 * 1024;
+const CONFIGURATION_MAX_BYTES: usize = 64 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, async_graphql::Enum)]
+pub enum Environment {
+    Production,
+    Sandbox,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Production => "production",
+            Environment::Sandbox => "sandbox",
+        }
+    }
+
+    pub fn parse_stored(text: &str) -> Self {
+        if text == "sandbox" {
+            Environment::Sandbox
+        } else {
+            Environment::Production
+        }
+    }
+}
+
+/// Which integration a new connection is for.
+pub enum IntegrationRef {
+    Id(Uuid),
+    ServiceId(String),
+}
+
+pub struct NewConnection {
+    pub consumer_id: String,
+    pub integration: IntegrationRef,
+    pub environment: Environment,
+    pub settings: Option<Value>,
+    pub metadata: Option<Value>,
+    pub user_email: Option<String>,
+    pub enabled: bool,
+    pub credentials: Option<CredentialsInput>,
+}
+
+#[derive(Default)]
+pub struct ConnectionChanges {
+    pub settings: Option<Value>,
+    pub metadata: Option<Value>,
+    pub user_email: Option<Option<String>>,
+    pub enabled: Option<bool>,
+    pub credentials: Option<CredentialsInput>,
+}
+
+/// What the services need besides the database.
+pub struct Deps<'a> {
+    pub db: &'a DatabaseConnection,
+    pub keys: &'a KeyStore,
+    pub catalog: &'a Catalog,
+}
+
+pub async fn create(deps: &Deps<'_>, scope: &AppScope, input: NewConnection) -> Result<Model> {
+    let integration = match &input.integration {
+        IntegrationRef::Id(id) => integrations::get(deps.db, scope, *id).await?,
+        IntegrationRef::ServiceId(service) => {
+            integrations::find_by_service(deps.db, scope, service).await?
+        }
+    };
+    let provider = integrations::provider(deps.catalog, &integration)?;
+    let consumer = consumers::upsert(
+        deps.db,
+        scope,
+        &input.consumer_id,
+        consumers::ConsumerMetadata::default(),
+    )
+    .await?;
+    let id = Uuid::now_v7();
+    let settings = settings::merge(&provider, &json!({}), input.settings.as_ref())?;
+    let configured = settings::configured(&provider, &settings);
+    let now = Utc::now();
+    let mut row = ActiveModel {
+        id: Set(id),
+        application_id: Set(scope.application_id()),
+        consumer_ref: Set(Some(consumer.id)),
+        consumer_id: Set(consumer.consumer_id.clone()),
+        integration_id: Set(Some(integration.id)),
+        service_id: Set(integration.service_id.clone()),
+        auth_type: Set(provider.auth_type.as_str().to_owned()),
+        state: Set(String::new()),
+        environment: Set(input.environment.as_str().to_owned()),
+        enabled: Set(input.enabled),
+        configured: Set(configured),
+        settings: Set(settings),
+        metadata: Set(object("metadata", input.metadata, METADATA_MAX_BYTES)?),
+        configuration: Set(json!({})),
+        granted_scopes: Set(json!([])),
+        credentials: Set(None),
+        credentials_key_id: Set(None),
+        expires_at: Set(None),
+        last_refreshed_at: Set(None),
+        next_refresh_at: Set(None),
+        refresh_failures: Set(0),
+        version: Set(0),
+        user_email: Set(email(input.user_email.as_deref())?),
+        created_at: Set(now),
+        updated_at: Set(now),
+        revoked_at: Set(None),
+        deleted_at: Set(None),
+    };
+    let has_credentials = match input.credentials {
+        Some(given) => {
+            set_credentials(
+                &mut row,
+                deps.keys,
+                &provider,
+                id,
+                scope.application_id(),
+                given,
+            )?;
+            true
+        }
+        None => false,
+    };
+    let state = ConnectionState::derive(has_credentials, configured, false);
+    row.state = Set(state.as_str().to_owned());
+
+    let txn = deps.db.begin().await?;
+    let model = row.insert(&txn).await?;
+    events::record(&txn, EventType::Created, &model).await?;
+    if state == ConnectionState::Callable {
+        events::record(&txn, EventType::Callable, &model).await?;
+    }
+    txn.commit().await?;
+    tracing::info!(connection = %model.id, service = %model.service_id, "connection created");
+    Ok(model)
+}
+
+pub async fn update(
+    deps: &Deps<'_>,
+    scope: &AppScope,
+    id: Uuid,
+    changes: ConnectionChanges,
+) -> Result<Model> {
+    let current = get_live(deps.db, scope, id).await?;
+    let provider = provider_of(deps, &current).await?;
+    let before = ConnectionState::parse_stored(&current.state);
+    let mut row: ActiveModel = current.clone().into();
+    let settings = settings::merge(&provider, &current.settings, changes.settings.as_ref())?;
+    let configured = settings::configured(&provider, &settings);
+    row.settings = Set(settings);
+    row.configured = Set(configured);
+    if let Some(metadata) = changes.metadata {
+        row.metadata = Set(object("metadata", Some(metadata), METADATA_MAX_BYTES)?);
+    }
+    if let Some(user_email) = changes.user_email {
+        row.user_email = Set(email(user_email.as_deref())?);
+    }
+    if let Some(enabled) = changes.enabled {
+        row.enabled = Set(enabled);
+    }
+    let mut has_credentials = current.credentials.is_some();
+    let mut invalid = before == ConnectionState::Invalid;
+    if let Some(given) = changes.credentials {
+        set_credentials(
+            &mut row,
+            deps.keys,
+            &provider,
+            id,
+            current.application_id,
+            given,
+        )?;
+        has_credentials = true;
+        // New credentials clear an earlier failure.
+        invalid = false;
+        row.refresh_failures = Set(0);
+    }
+    let state = ConnectionState::derive(has_credentials, configured, invalid);
+    row.state = Set(state.as_str().to_owned());
+    write(deps.db, current, row, |txn, model| async move {
+        events::record(&txn, EventType::Updated, &model).await?;
+        if state == ConnectionState::Callable && before != ConnectionState::Callable {
+            events::record(&txn, EventType::Callable, &model).await?;
+        }
+        Ok((txn, model))
+    })
+    .await
+}
+
+/// Leaves a tombstone: state `deleted`, credentials wiped, kept for audit.
+pub async fn delete(deps: &Deps<'_>, scope: &AppScope, id: Uuid) -> Result<Model> {
+    let current = get_live(deps.db, scope, id).await?;
+    let mut row: ActiveModel = current.clone().into();
+    wipe(&mut row);
+    row.state = Set(ConnectionState::Deleted.as_str().to_owned());
+    row.deleted_at = Set(Some(Utc::now()));
+    let model = write(deps.db, current, row, |txn, model| async move {
+        events::record(&txn, EventType::Deleted, &model).await?;
+        Ok((txn, model))
+    })
+    .await?;
+    tracing::info!(connection = %model.id, "connection deleted");
+    Ok(model)
+}
+
+/// Deletes every live connection of a consumer, in one transaction (consumer deletion).
+pub async fn delete_all_of_consumer<C: sea_orm::ConnectionTrait>(
+    txn: &C,
+    consumer_ref: Uuid,
+) -> Result<usize> {
+    let live = Entity::find()
+        .filter(Column::ConsumerRef.eq(consumer_ref))
+        .filter(Column::DeletedAt.is_null())
+        .all(txn)
+        .await?;
+    let count = live.len();
+    for current in live {
+        let mut row: ActiveModel = current.clone().into();
+        wipe(&mut row);
+        row.state = Set(ConnectionState::Deleted.as_str().to_owned());
+        row.deleted_at = Set(Some(Utc::now()));
+        row.version = Set(current.version + 1);
+        row.updated_at = Set(Utc::now());
+        let model = row.update(txn).await?;
+        events::record(txn, EventType::Deleted, &model).await?;
+    }
+    Ok(count)
+}
+
+/// A connection the scope may see, tombstones included.
+pub async fn get(db: &DatabaseConnection, scope: &AppScope, id: Uuid) -> Result<Model> {
+    Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .filter(|c| listing::visible(scope, c))
+        .ok_or(Error::NotFound)
+}
+
+/// A connection that is not deleted.
+pub async fn get_live(db: &DatabaseConnection, scope: &AppScope, id: Uuid) -> Result<Model> {
+    let conn = get(db, scope, id).await?;
+    if conn.deleted_at.is_some() {
+        return Err(Error::NotFound);
+    }
+    Ok(conn)
+}
+
+pub async fn provider_of(deps: &Deps<'_>, conn: &Model) -> Result<Arc<Provider>> {
+    let integration_id = conn.integration_id.ok_or(Error::NotFound)?;
+    let integration = integrations::get_in(
+        deps.db,
+        crate::auth::Tenancy::Application(conn.application_id),
+        integration_id,
+    )
+    .await?;
+    integrations::provider(deps.catalog, &integration)
+}
+
+/// The decrypted credentials of a connection, for its application's backend.
+///
+/// Token refresh plugs in here: an OAuth token within five minutes of expiry (or any when
+/// `force_refresh`) will be refreshed first by the refresh service.
+pub async fn credentials(deps: &Deps<'_>, scope: &AppScope, id: Uuid) -> Result<LiveCredentials> {
+    let conn = get_live(deps.db, scope, id).await?;
+    let provider = provider_of(deps, &conn).await?;
+    let sealed = match (
+        &conn.credentials,
+        ConnectionState::parse_stored(&conn.state),
+    ) {
+        (_, ConnectionState::Revoked) => {
+            return Err(Error::Conflict("the connection was revoked".into()));
+        }
+        (Some(sealed), _) => sealed,
+        (None, _) => {
+            return Err(Error::Conflict(
+                "the connection has no credentials yet".into(),
+            ));
+        }
+    };
+    let stored = StoredCredentials::open(deps.keys, sealed, conn.id, conn.application_id)?;
+    let instance_url = conn
+        .settings
+        .get("instance_url")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Ok(LiveCredentials::new(&provider, stored, instance_url))
+}
+
+pub async fn resource_settings(
+    db: &DatabaseConnection,
+    scope: &AppScope,
+    id: Uuid,
+    resource: &str,
+) -> Result<Value> {
+    let conn = get_live(db, scope, id).await?;
+    let resource = resource_name(resource)?;
+    Ok(conn
+        .configuration
+        .get(&resource)
+        .cloned()
+        .unwrap_or_else(|| json!({})))
+}
+
+pub async fn update_resource_settings(
+    db: &DatabaseConnection,
+    scope: &AppScope,
+    id: Uuid,
+    resource: &str,
+    configuration: Value,
+) -> Result<Value> {
+    let resource = resource_name(resource)?;
+    let configuration = object(
+        "configuration",
+        Some(configuration),
+        CONFIGURATION_MAX_BYTES,
+    )?;
+    let current = get_live(db, scope, id).await?;
+    let mut all: Map<String, Value> = current
+        .configuration
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    all.insert(resource, configuration.clone());
+    let mut row: ActiveModel = current.clone().into();
+    row.configuration = Set(Value::Object(all));
+    write(db, current, row, |txn, model| async move {
+        events::record(&txn, EventType::Updated, &model).await?;
+        Ok((txn, model))
+    })
+    .await?;
+    Ok(configuration)
+}
+
+/// Commits `row` (version bumped, `updated_at` set) only if nobody changed the connection
+/// since it was read, with the events `after` writes, in one transaction.
+async fn write<F, Fut>(
+    db: &DatabaseConnection,
+    read: Model,
+    mut row: ActiveModel,
+    after: F,
+) -> Result<Model>
+where
+    F: FnOnce(sea_orm::DatabaseTransaction, Model) -> Fut,
+    Fut: std::future::Future<Output = Result<(sea_orm::DatabaseTransaction, Model)>>,
+{
+    row.version = Set(read.version + 1);
+    row.updated_at = Set(Utc::now());
+    let txn = db.begin().await?;
+    let changed = Entity::update_many()
+        .set(row)
+        .filter(Column::Id.eq(read.id))
+        .filter(Column::Version.eq(read.version))
+        .exec(&txn)
+        .await?;
+    if changed.rows_affected != 1 {
+        return Err(Error::Conflict(
+            "the connection changed meanwhile; read it again and retry".into(),
+        ));
+    }
+    let model = Entity::find_by_id(read.id)
+        .one(&txn)
+        .await?
+        .ok_or(Error::NotFound)?;
+    let (txn, model) = after(txn, model).await?;
+    txn.commit().await?;
+    Ok(model)
+}
+
+fn set_credentials(
+    row: &mut ActiveModel,
+    keys: &KeyStore,
+    provider: &Provider,
+    id: Uuid,
+    application_id: Uuid,
+    given: CredentialsInput,
+) -> Result<()> {
+    let stored = StoredCredentials::from_input(provider, given)?;
+    let (sealed, key_id) = stored.seal(keys, id, application_id)?;
+    row.expires_at = Set(stored.expires_at());
+    if let StoredCredentials::Oauth2(tokens) = &stored {
+        row.granted_scopes = Set(Value::from(tokens.scopes.clone()));
+    }
+    row.credentials = Set(Some(sealed));
+    row.credentials_key_id = Set(Some(key_id));
+    Ok(())
+}
+
+fn wipe(row: &mut ActiveModel) {
+    row.credentials = Set(None);
+    row.credentials_key_id = Set(None);
+    row.expires_at = Set(None);
+    row.next_refresh_at = Set(None);
+}
+
+fn object(field: &str, value: Option<Value>, max_bytes: usize) -> Result<Value> {
+    let value = value.unwrap_or_else(|| json!({}));
+    if !value.is_object() {
+        return Err(Error::bad_input(format!("{field} must be a JSON object")));
+    }
+    if serde_json::to_vec(&value).map_or(true, |v| v.len() > max_bytes) {
+        return Err(Error::bad_input(format!(
+            "{field} is larger than {max_bytes} bytes"
+        )));
+    }
+    Ok(value)
+}
+
+fn email(value: Option<&str>) -> Result<Option<String>> {
+    let email = validate::optional_text("userEmail", value, 320)?;
+    if email.as_deref().is_some_and(|e| !e.contains('@')) {
+        return Err(Error::bad_input("userEmail is not an email address"));
+    }
+    Ok(email)
+}
+
+fn resource_name(resource: &str) -> Result<String> {
+    let ok = (1..=64).contains(&resource.len())
+        && resource
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !ok {
+        return Err(Error::bad_input(
+            "resource must be 1-64 letters, digits, - _ or .",
+        ));
+    }
+    Ok(resource.to_owned())
+}
+
+/// The application owning a connection the tenancy may see (operators reach any).
+pub async fn owner(
+    db: &DatabaseConnection,
+    tenancy: crate::auth::Tenancy,
+    id: Uuid,
+) -> Result<Uuid> {
+    Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .filter(|c| tenancy.allows(c.application_id))
+        .map(|c| c.application_id)
+        .ok_or(Error::NotFound)
+}
+
+/// The consumer's live connections, oldest first.
+pub async fn of_consumer(
+    deps: &Deps<'_>,
+    scope: &AppScope,
+    consumer_id: &str,
+) -> Result<Vec<Model>> {
+    let filter = ConnectionFilter {
+        consumer_id: Some(consumer_id.to_owned()),
+        ..ConnectionFilter::default()
+    };
+    let mut all = Vec::new();
+    let mut page = crate::service::pagination::PageRequest::parse(Some(200), None)?;
+    loop {
+        let rows = list(deps.db, deps.catalog, scope, &filter, &page).await?;
+        let next = rows.items.last().map(|c| c.id.to_string());
+        all.extend(rows.items);
+        match (rows.has_next_page, next) {
+            (true, Some(after)) => page.after = Some(after),
+            _ => return Ok(all),
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! The keyring at rest: data keys wrapped under the master key in `data_keys`, the highest id
+//! being current. Rotation adds a key (every replica picks it up within `RELOAD_INTERVAL`);
+//! re-encryption moves sealed columns to the current key in small transactions, so it can be
+//! killed at any point and resumed.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::Utc;
+use entity::data_key;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, SqlErr,
+};
+use uuid::Uuid;
+
+use crate::crypto::envelope::{self, Binding, KeyBytes, Keyring};
+use crate::error::{Error, Result};
+
+pub const RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+const REENCRYPT_BATCH: u64 = 200;
+
+/// The master key and the current keyring, swapped atomically on reload.
+pub struct KeyStore {
+    master: KeyBytes,
+    ring: RwLock<Arc<Keyring>>,
+}
+
+impl KeyStore {
+    /// Opens every data key with the master key (creating the first on a new database).
+    /// A master key that opens none of them is refused: no plaintext fallback, ever.
+    pub async fn open(db: &DatabaseConnection, master: KeyBytes) -> anyhow::Result<Self> {
+        if data_key::Entity::find().count(db).await? == 0 {
+            insert_next_key(db, &master, 1).await?;
+        }
+        let ring = load_ring(db, &master).await?;
+        Ok(Self {
+            master,
+            ring: RwLock::new(Arc::new(ring)),
+        })
+    }
+
+    pub fn ring(&self) -> Arc<Keyring> {
+        self.ring.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Picks up keys added by `keyway keys rotate` (here or on another replica).
+    pub async fn reload(&self, db: &DatabaseConnection) -> anyhow::Result<()> {
+        let ring = load_ring(db, &self.master).await?;
+        *self.ring.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ring);
+        Ok(())
+    }
+
+    /// Adds a new current key; returns its id.
+    pub async fn rotate(&self, db: &DatabaseConnection) -> anyhow::Result<i32> {
+        for _ in 0..5 {
+            let next = self.ring().key_ids().max().unwrap_or(0) as i32 + 1;
+            match insert_next_key(db, &self.master, next).await {
+                Ok(()) => {
+                    self.reload(db).await?;
+                    return Ok(next);
+                }
+                // Another rotation took that id: reload and try the next.
+                Err(err) if is_conflict(&err) => self.reload(db).await?,
+                Err(err) => return Err(err),
+            }
+        }
+        anyhow::bail!("could not add a data key: concurrent rotations kept winning")
+    }
+
+    pub fn seal(&self, plaintext: &[u8], binding: Binding<'_>) -> Result<(Vec<u8>, i32)> {
+        let ring = self.ring();
+        let sealed = ring.seal(plaintext, binding).map_err(Error::internal)?;
+        Ok((sealed, ring.current_key_id() as i32))
+    }
+
+    pub fn open_sealed(
+        &self,
+        sealed: &[u8],
+        binding: Binding<'_>,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        self.ring()
+            .open(sealed, binding)
+            .map_err(|e| Error::internal(anyhow::anyhow!("opening a sealed value: {e}")))
+    }
+
+    /// Re-seals up to one batch per sealed column under the current key; returns how many
+    /// values moved. Zero means everything is current.
+    pub async fn reencrypt_batch(&self, db: &DatabaseConnection) -> Result<usize> {
+        let ring = self.ring();
+        let current = ring.current_key_id() as i32;
+        let mut moved = 0;
+        for column in SEALED_COLUMNS {
+            moved += (column.reencrypt)(db, &ring, current, REENCRYPT_BATCH).await?;
+        }
+        Ok(moved)
+    }
+
+    /// How many sealed values each key protects, per column.
+    pub async fn status(&self, db: &DatabaseConnection) -> Result<Vec<KeyUsage>> {
+        let mut usage = Vec::new();
+        for column in SEALED_COLUMNS {
+            for (key_id, count) in (column.count_by_key)(db).await? {
+                usage.push(KeyUsage {
+                    column: column.name,
+                    key_id,
+                    count,
+                });
+            }
+        }
+        Ok(usage)
+    }
+
+    /// Runs forever: reloads the keyring and moves old values, a batch at a time.
+    pub async fn run(&self, db: DatabaseConnection) {
+        let mut tick = tokio::time::interval(RELOAD_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(err) = self.reload(&db).await {
+                tracing::error!(error = %format!("{err:#}"), "reloading the keyring failed");
+                continue;
+            }
+            loop {
+                match self.reencrypt_batch(&db).await {
+                    Ok(0) => break,
+                    Ok(n) => tracing::info!(moved = n, "re-encrypted sealed values"),
+                    Err(err) => {
+                        err.log();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub struct KeyUsage {
+    pub column: &'static str,
+    pub key_id: Option<i32>,
+    pub count: u64,
+}
+
+async fn insert_next_key(
+    db: &DatabaseConnection,
+    master: &KeyBytes,
+    id: i32,
+) -> anyhow::Result<()> {
+    let key = KeyBytes::generate();
+    let wrapped = envelope::wrap_key(master, id as u32, &key)?;
+    data_key::ActiveModel {
+        id: Set(id),
+        wrapped: Set(wrapped),
+        created_at: Set(Utc::now()),
+    }
+    .insert(db)
+    .await?;
+    tracing::info!(key_id = id, "data key added");
+    Ok(())
+}
+
+fn is_conflict(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<sea_orm::DbErr>()
+        .and_then(|e| e.sql_err())
+        .is_some_and(|e| matches!(e, SqlErr::UniqueConstraintViolation(_)))
+}
+
+async fn load_ring(db: &DatabaseConnection, master: &KeyBytes) -> anyhow::Result<Keyring> {
+    let rows = data_key::Entity::find()
+        .order_by_asc(data_key::Column::Id)
+        .all(db)
+        .await?;
+    let mut keys = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let key = envelope::unwrap_key(master, row.id as u32, &row.wrapped).map_err(|_| {
+            anyhow::anyhow!(
+                "the master key does not open data key {} of this database: it is the wrong \
+                 key (check KEYWAY_MASTER_KEY or the key file); refusing to start",
+                row.id
+            )
+        })?;
+        keys.push((row.id as u32, key));
+    }
+    let current = rows.last().map(|r| r.id as u32).unwrap_or(0);
+    Keyring::new(current, keys).ok_or_else(|| anyhow::anyhow!("the database holds no data key"))
+}
+
+/// One sealed column: how to count values per key and how to move a batch to the current key.
+struct SealedColumn {
+    name: &'static str,
+    count_by_key:
+        for<'a> fn(
+            &'a DatabaseConnection,
+        ) -> futures_util::future::BoxFuture<'a, Result<Vec<(Option<i32>, u64)>>>,
+    reencrypt: for<'a> fn(
+        &'a DatabaseConnection,
+        &'a Keyring,
+        i32,
+        u64,
+    ) -> futures_util::future::BoxFuture<'a, Result<usize>>,
+}
+
+const SEALED_COLUMNS: &[SealedColumn] = &[
+    SealedColumn {
+        name: "integrations.client_secret",
+        count_by_key: |db| Box::pin(integrations_by_key(db)),
+        reencrypt: |db, ring, current, limit| {
+            Box::pin(reencrypt_integrations(db, ring, current, limit))
+        },
+    },
+    SealedColumn {
+        name: "connections.credentials",
+        count_by_key: |db| Box::pin(connections_by_key(db)),
+        reencrypt: |db, ring, current, limit| {
+            Box::pin(reencrypt_connections(db, ring, current, limit))
+        },
+    },
+];
+
+async fn integrations_by_key(db: &DatabaseConnection) -> Result<Vec<(Option<i32>, u64)>> {
+    use entity::integration::{Column, Entity};
+    let rows: Vec<(Option<i32>, i64)> = Entity::find()
+        .select_only()
+        .column(Column::ClientSecretKeyId)
+        .column_as(Column::Id.count(), "n")
+        .filter(Column::ClientSecret.is_not_null())
+        .group_by(Column::ClientSecretKeyId)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|(k, n)| (k, n as u64)).collect())
+}
+
+async fn connections_by_key(db: &DatabaseConnection) -> Result<Vec<(Option<i32>, u64)>> {
+    use entity::connection::{Column, Entity};
+    let rows: Vec<(Option<i32>, i64)> = Entity::find()
+        .select_only()
+        .column(Column::CredentialsKeyId)
+        .column_as(Column::Id.count(), "n")
+        .filter(Column::Credentials.is_not_null())
+        .group_by(Column::CredentialsKeyId)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|(k, n)| (k, n as u64)).collect())
+}
+
+/// Each row moves in its own conditional UPDATE (same ciphertext still there), so a racing
+/// writer wins and nothing is lost; a crash leaves every row either old or new, both valid.
+async fn reencrypt_integrations(
+    db: &DatabaseConnection,
+    ring: &Keyring,
+    current: i32,
+    limit: u64,
+) -> Result<usize> {
+    use entity::integration::{Column, Entity};
+    let rows = Entity::find()
+        .filter(Column::ClientSecret.is_not_null())
+        .filter(Column::ClientSecretKeyId.ne(current))
+        .limit(limit)
+        .all(db)
+        .await?;
+    let mut moved = 0;
+    for row in rows {
+        let Some(old) = row.client_secret else {
+            continue;
+        };
+        let binding = integration_binding(row.id, row.application_id);
+        let Some(new) = reseal(ring, &old, binding)? else {
+            continue;
+        };
+        let result = Entity::update_many()
+            .col_expr(Column::ClientSecret, Expr::value(new))
+            .col_expr(Column::ClientSecretKeyId, Expr::value(current))
+            .filter(Column::Id.eq(row.id))
+            .filter(Column::ClientSecret.eq(old))
+            .exec(db)
+            .await?;
+        moved += result.rows_affected as usize;
+    }
+    Ok(moved)
+}
+
+async fn reencrypt_connections(
+    db: &DatabaseConnection,
+    ring: &Keyring,
+    current: i32,
+    limit: u64,
+) -> Result<usize> {
+    use entity::connection::{Column, Entity};
+    let rows = Entity::find()
+        .filter(Column::Credentials.is_not_null())
+        .filter(Column::CredentialsKeyId.ne(current))
+        .limit(limit)
+        .all(db)
+        .await?;
+    let mut moved = 0;
+    for row in rows {
+        let Some(old) = row.credentials else { continue };
+        let binding = connection_binding(row.id, row.application_id);
+        let Some(new) = reseal(ring, &old, binding)? else {
+            continue;
+        };
+        let result = Entity::update_many()
+            .col_expr(Column::Credentials, Expr::value(new))
+            .col_expr(Column::CredentialsKeyId, Expr::value(current))
+            .filter(Column::Id.eq(row.id))
+            .filter(Column::Credentials.eq(old))
+            .exec(db)
+            .await?;
+        moved += result.rows_affected as usize;
+    }
+    Ok(moved)
+}
+
+/// `None` when the value does not open (it is logged; such a row needs an operator).
+fn reseal(ring: &Keyring, old: &[u8], binding: Binding<'_>) -> Result<Option<Vec<u8>>> {
+    match ring.open(old, binding) {
+        Ok(plain) => Ok(Some(ring.seal(&plain, binding).map_err(Error::internal)?)),
+        Err(err) => {
+            tracing::error!(table = binding.table, row = %binding.row_id, error = %err,
+                "a sealed value does not open; left as it is");
+            Ok(None)
+        }
+    }
+}
+
+pub fn integration_binding(id: Uuid, application_id: Uuid) -> Binding<'static> {
+    Binding {
+        table: "integrations.client_secret",
+        row_id: id,
+        application_id,
+    }
+}
+
+pub fn connection_binding(id: Uuid, application_id: Uuid) -> Binding<'static> {
+    Binding {
+        table: "connections.credentials",
+        row_id: id,
+        application_id,
+    }
+}
