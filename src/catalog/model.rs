@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, async_graphql::Enum)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthType {
+    #[graphql(name = "OAUTH2")]
     Oauth2,
     ApiKey,
     Basic,

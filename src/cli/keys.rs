@@ -45,7 +45,10 @@ pub async fn status(config: Config) -> anyhow::Result<()> {
 async fn reencrypt_all(db: &sea_orm::DatabaseConnection, keys: &KeyStore) -> anyhow::Result<()> {
     let mut total = 0;
     loop {
-        let moved = keys.reencrypt_batch(db).await.map_err(Error::into_anyhow)?;
+        let moved = keys
+            .reencrypt_batch(db, crate::service::keys::REENCRYPT_BATCH)
+            .await
+            .map_err(Error::into_anyhow)?;
         if moved == 0 {
             break;
         }

@@ -337,14 +337,14 @@ impl ConnectionQuery {
         &self,
         ctx: &Context<'_>,
         id: ID,
-        #[graphql(default)] force_refresh: bool,
-        #[graphql(default)] include_refresh_token: bool,
+        force_refresh: Option<bool>,
+        include_refresh_token: Option<bool>,
     ) -> async_graphql::Result<ConnectionCredentials> {
         if !matches!(ctx.principal()?, Principal::SecretKey { .. }) {
             return Err(Error::Forbidden("only a secret key may read credentials").into());
         }
         // Refresh arrives with the OAuth issue; until then a forced refresh cannot be honoured.
-        if force_refresh {
+        if force_refresh == Some(true) {
             return Err(Error::bad_input("forceRefresh is not available yet").into());
         }
         let (scope, uuid) = scoped(ctx, &id).await?;
@@ -354,7 +354,7 @@ impl ConnectionQuery {
             connection_id: id,
             auth_type: live.auth_type,
             access_token: text(live.access_token),
-            refresh_token: if include_refresh_token {
+            refresh_token: if include_refresh_token == Some(true) {
                 text(live.refresh_token)
             } else {
                 None

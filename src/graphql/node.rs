@@ -12,6 +12,8 @@ use crate::auth::AppScope;
 use crate::ids::{self, NodeType};
 use crate::service::{api_keys, applications, connections, consumers, integrations};
 
+// One value per `node(id)` call: its size does not matter, boxing would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Interface)]
 #[graphql(field(name = "id", ty = "ID"))]
 pub enum Node {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use entity::data_key;
+use futures_util::future::BoxFuture;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
@@ -19,7 +20,7 @@ use crate::crypto::envelope::{self, Binding, KeyBytes, Keyring};
 use crate::error::{Error, Result};
 
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(5);
-const REENCRYPT_BATCH: u64 = 200;
+pub const REENCRYPT_BATCH: u64 = 200;
 
 /// The master key and the current keyring, swapped atomically on reload.
 pub struct KeyStore {
@@ -85,14 +86,14 @@ impl KeyStore {
             .map_err(|e| Error::internal(anyhow::anyhow!("opening a sealed value: {e}")))
     }
 
-    /// Re-seals up to one batch per sealed column under the current key; returns how many
-    /// values moved. Zero means everything is current.
-    pub async fn reencrypt_batch(&self, db: &DatabaseConnection) -> Result<usize> {
+    /// Re-seals up to `limit` values per sealed column under the current key; returns how
+    /// many moved. Zero means everything is current.
+    pub async fn reencrypt_batch(&self, db: &DatabaseConnection, limit: u64) -> Result<usize> {
         let ring = self.ring();
         let current = ring.current_key_id() as i32;
         let mut moved = 0;
         for column in SEALED_COLUMNS {
-            moved += (column.reencrypt)(db, &ring, current, REENCRYPT_BATCH).await?;
+            moved += (column.reencrypt)(db, &ring, current, limit).await?;
         }
         Ok(moved)
     }
@@ -123,7 +124,7 @@ impl KeyStore {
                 continue;
             }
             loop {
-                match self.reencrypt_batch(&db).await {
+                match self.reencrypt_batch(&db, REENCRYPT_BATCH).await {
                     Ok(0) => break,
                     Ok(n) => tracing::info!(moved = n, "re-encrypted sealed values"),
                     Err(err) => {
@@ -189,17 +190,14 @@ async fn load_ring(db: &DatabaseConnection, master: &KeyBytes) -> anyhow::Result
 /// One sealed column: how to count values per key and how to move a batch to the current key.
 struct SealedColumn {
     name: &'static str,
-    count_by_key:
-        for<'a> fn(
-            &'a DatabaseConnection,
-        ) -> futures_util::future::BoxFuture<'a, Result<Vec<(Option<i32>, u64)>>>,
-    reencrypt: for<'a> fn(
-        &'a DatabaseConnection,
-        &'a Keyring,
-        i32,
-        u64,
-    ) -> futures_util::future::BoxFuture<'a, Result<usize>>,
+    count_by_key: CountByKey,
+    reencrypt: Reencrypt,
 }
+
+type CountByKey =
+    for<'a> fn(&'a DatabaseConnection) -> BoxFuture<'a, Result<Vec<(Option<i32>, u64)>>>;
+type Reencrypt =
+    for<'a> fn(&'a DatabaseConnection, &'a Keyring, i32, u64) -> BoxFuture<'a, Result<usize>>;
 
 const SEALED_COLUMNS: &[SealedColumn] = &[
     SealedColumn {

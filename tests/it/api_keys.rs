@@ -100,12 +100,13 @@ db_test!(keys_manage_their_own_application, |app| async {
         json!([{ "label": "main", "active": true }, { "label": "ci", "active": false }])
     );
 
-    // No integration exists yet: restricting a key to one is NOT_FOUND.
+    // Restricting a key to an integration that does not exist is NOT_FOUND.
+    let unknown = crate::support::missing_id("Integration");
     let code = app
         .error_code(
             &tenant.key,
-            "mutation { createApiKey(input: {label: \"x\", integrationId: \"abc\"}) { secret } }",
-            json!({}),
+            "mutation($i: ID) { createApiKey(input: {label: \"x\", integrationId: $i}) { secret } }",
+            json!({ "i": unknown }),
         )
         .await;
     assert_eq!(code, "NOT_FOUND");

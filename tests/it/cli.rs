@@ -173,3 +173,136 @@ fn serve_answers_then_stops_on_sigterm() {
     );
     assert!(logs.contains("keyway stopped"));
 }
+
+crate::db_test!(scripting_client_lists_and_reads_credentials, |app| async {
+    let tenant = app.create_tenant("acme").await;
+    app.create_integration(&tenant.key, "stripe").await;
+    app.create_stripe_connection(&tenant.key, "alice", "sk_CLI_SECRET")
+        .await;
+    app.create_stripe_connection(&tenant.key, "bob", "sk_other")
+        .await;
+    let base = app.base.clone();
+    let key = tenant.key.clone();
+    let run = move |args: &[&str], key: &str| {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("KEYWAY_URL", &base)
+            .env("KEYWAY_API_KEY", key)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stdout, _) = run(&["connections", "list", "--page-size", "1"], &key);
+    assert!(ok);
+    assert!(stdout.starts_with("ID"), "{stdout}");
+    assert!(
+        stdout.contains("alice") && !stdout.contains("bob"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("1 of 2 connection(s)") && stdout.contains("--cursor"),
+        "{stdout}"
+    );
+    let cursor = stdout
+        .lines()
+        .last()
+        .unwrap()
+        .split("--cursor ")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let (ok, stdout, _) = run(
+        &["connections", "list", "--json", "--cursor", &cursor],
+        &key,
+    );
+    assert!(ok);
+    let page: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(page["edges"][0]["node"]["consumerId"], "bob");
+
+    let (ok, stdout, _) = run(
+        &[
+            "connections",
+            "get-credentials",
+            "stripe",
+            "--consumer",
+            "alice",
+            "--json",
+        ],
+        &key,
+    );
+    assert!(ok);
+    let creds: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(creds["apiKey"], "sk_CLI_SECRET");
+    let (ok, stdout, _) = run(
+        &[
+            "connections",
+            "get-credentials",
+            "stripe",
+            "--consumer",
+            "alice",
+        ],
+        &key,
+    );
+    assert!(
+        ok && stdout.contains("apiKey") && stdout.contains("sk_CLI_SECRET"),
+        "{stdout}"
+    );
+
+    let (ok, _, stderr) = run(
+        &[
+            "connections",
+            "get-credentials",
+            "stripe",
+            "--consumer",
+            "nobody",
+        ],
+        &key,
+    );
+    assert!(!ok);
+    assert!(stderr.contains("NOT_FOUND"), "{stderr}");
+    let (ok, _, stderr) = run(&["connections", "list"], "kw_sk_wrong");
+    assert!(!ok);
+    assert!(
+        stderr.contains("UNAUTHENTICATED") && stderr.contains("401"),
+        "{stderr}"
+    );
+});
+
+#[test]
+fn keys_commands_rotate_report_and_refuse_a_wrong_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = "ab".repeat(32);
+    let run = |args: &[&str], master: &str| {
+        keyway(dir.path())
+            .env("KEYWAY_MASTER_KEY", master)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["keys", "status"], &key);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("current data key: 1"));
+    let out = run(&["keys", "rotate"], &key);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("data key 2 is current"));
+    let out = run(&["keys", "status"], &key);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("current data key: 2") && stdout.contains("complete"),
+        "{stdout}"
+    );
+
+    let out = run(&["keys", "status"], &"cd".repeat(32));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("wrong key"), "{stderr}");
+    assert!(!stderr.contains(&"cd".repeat(32)));
+}

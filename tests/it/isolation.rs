@@ -5,14 +5,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::db_test;
-use crate::support::{Tenant, TestApp};
-
-/// A well-formed global id of the given type that names no row.
-fn missing_id(type_name: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(format!("{type_name}:{}", uuid::Uuid::now_v7()))
-}
+use crate::support::{Tenant, TestApp, missing_id};
 
 /// The error of a request, without the parts that name the field.
 fn error_shape(body: &Value) -> Value {

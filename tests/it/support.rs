@@ -50,6 +50,8 @@ macro_rules! db_test {
 }
 
 pub struct TestApp {
+    backend: Backend,
+    data_dir: std::path::PathBuf,
     pub base: String,
     pub client: reqwest::Client,
     pub operator: String,
@@ -105,6 +107,8 @@ impl TestApp {
             .await
             .expect("operator token");
         Some(Self {
+            backend,
+            data_dir: dir.path().to_path_buf(),
             base: format!("http://{}", server.addr()),
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -115,6 +119,14 @@ impl TestApp {
             pg,
             _dir: dir,
         })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
     }
 
     pub fn server(&self) -> &Server {
@@ -201,6 +213,45 @@ impl TestApp {
         }
     }
 
+    /// An integration of the tenant for a catalog provider; returns its id.
+    pub async fn create_integration(&self, token: &str, service_id: &str) -> String {
+        let data = self
+            .ok(
+                token,
+                "mutation($s: String!) { createIntegration(input: {serviceId: $s, clientId: \"client-id\", \
+                 clientSecret: \"client-secret-VALUE-42\"}) { id } }",
+                json!({ "s": service_id }),
+            )
+            .await;
+        data["createIntegration"]["id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
+    }
+
+    /// A callable Stripe connection holding `api_key`; returns its id.
+    pub async fn create_stripe_connection(
+        &self,
+        token: &str,
+        consumer: &str,
+        api_key: &str,
+    ) -> String {
+        let data = self
+            .ok(
+                token,
+                "mutation($c: String!, $k: String!) { createConnection(input: {consumerId: $c, \
+                 serviceId: \"stripe\", userEmail: \"Owner@Example.com\", \
+                 credentials: {fields: {api_key: $k}}}) { id state } }",
+                json!({ "c": consumer, "k": api_key }),
+            )
+            .await;
+        assert_eq!(data["createConnection"]["state"], "CALLABLE");
+        data["createConnection"]["id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
+    }
+
     pub async fn upsert_consumer(&self, token: &str, consumer_id: &str) -> Value {
         self.ok(
             token,
@@ -258,4 +309,11 @@ impl PgDatabase {
             admin.close().await.ok();
         }
     }
+}
+
+/// A well-formed global id of the given type that names no row.
+pub fn missing_id(type_name: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(format!("{type_name}:{}", uuid::Uuid::now_v7()))
 }

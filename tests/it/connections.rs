@@ -1,0 +1,381 @@
+//! Connections: creation with credentials, state, filters, updates, tombstones, events, and
+//! what `connectionCredentials` hands back.
+
+use sea_orm::{ConnectionTrait, Statement};
+use serde_json::{Value, json};
+
+use crate::db_test;
+use crate::support::TestApp;
+
+const CREDS: &str = "query($id: ID!, $r: Boolean) { connectionCredentials(id: $id, includeRefreshToken: $r) { authType accessToken refreshToken tokenType expiresAt scopes instanceUrl apiKey username password fields } }";
+
+async fn event_types(app: &TestApp) -> Vec<String> {
+    let backend = app.db().get_database_backend();
+    app.db()
+        .query_all_raw(Statement::from_string(
+            backend,
+            "SELECT event_type FROM events ORDER BY id",
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get::<String>("", "event_type").unwrap())
+        .collect()
+}
+
+db_test!(api_key_connection_round_trip, |app| async {
+    let tenant = app.create_tenant("acme").await;
+    app.create_integration(&tenant.key, "stripe").await;
+    let id = app
+        .create_stripe_connection(&tenant.key, "cust-1", "sk_live_SECRET_123")
+        .await;
+
+    let data = app.ok(&tenant.key, CREDS, json!({ "id": id })).await;
+    let creds = &data["connectionCredentials"];
+    assert_eq!(creds["authType"], "API_KEY");
+    assert_eq!(creds["apiKey"], "sk_live_SECRET_123");
+    assert_eq!(creds["fields"], json!({ "api_key": "sk_live_SECRET_123" }));
+
+    // Lists and reads never carry credentials.
+    let listed = app
+        .ok(&tenant.key, "{ connections { edges { node { id state hasCredentials settings metadata configuration userEmail provider { name credentialFields { id masked } } } } } }", json!({}))
+        .await;
+    assert!(!listed.to_string().contains("SECRET_123"));
+    let node = &listed["connections"]["edges"][0]["node"];
+    assert_eq!(node["hasCredentials"], true);
+    assert_eq!(node["provider"]["name"], "Stripe");
+    assert_eq!(
+        node["provider"]["credentialFields"][0],
+        json!({ "id": "api_key", "masked": true })
+    );
+
+    // Operators manage but never read raw credentials.
+    assert_eq!(
+        app.error_code(&app.operator, CREDS, json!({ "id": id }))
+            .await,
+        "FORBIDDEN"
+    );
+    assert_eq!(
+        event_types(&app).await,
+        vec!["connection.created", "connection.callable"]
+    );
+});
+
+db_test!(basic_and_oauth_import_credentials, |app| async {
+    let tenant = app.create_tenant("acme").await;
+    app.create_integration(&tenant.key, "twilio").await;
+    app.create_integration(&tenant.key, "salesforce").await;
+    let data = app
+        .ok(&tenant.key, "mutation { createConnection(input: {consumerId: \"c\", serviceId: \"twilio\", credentials: {fields: {account_sid: \"AC0123456789abcdef0123456789abcdef\", auth_token: \"tok-SECRET\"}}}) { id } }", json!({}))
+        .await;
+    let twilio = data["createConnection"]["id"].clone();
+    let creds =
+        app.ok(&tenant.key, CREDS, json!({ "id": twilio })).await["connectionCredentials"].clone();
+    assert_eq!(creds["username"], "AC0123456789abcdef0123456789abcdef");
+    assert_eq!(creds["password"], "tok-SECRET");
+
+    let data = app
+        .ok(&tenant.key, "mutation { createConnection(input: {consumerId: \"c\", serviceId: \"salesforce\", environment: SANDBOX, settings: {instance_url: \"https://acme.my.salesforce.com\"}, credentials: {accessToken: \"at-SECRET\", refreshToken: \"rt-SECRET\", expiresAt: \"2030-01-01T00:00:00Z\", scopes: [\"api\", \"refresh_token\"]}}) { id state environment grantedScopes expiresAt } }", json!({}))
+        .await;
+    let conn = &data["createConnection"];
+    assert_eq!(conn["state"], "CALLABLE");
+    assert_eq!(conn["environment"], "SANDBOX");
+    assert_eq!(conn["grantedScopes"], json!(["api", "refresh_token"]));
+    let creds = app
+        .ok(&tenant.key, CREDS, json!({ "id": conn["id"] }))
+        .await["connectionCredentials"]
+        .clone();
+    assert_eq!(creds["accessToken"], "at-SECRET");
+    assert_eq!(creds["tokenType"], "Bearer");
+    assert_eq!(creds["instanceUrl"], "https://acme.my.salesforce.com");
+    assert!(creds["refreshToken"].is_null(), "only when asked for");
+    let creds = app
+        .ok(&tenant.key, CREDS, json!({ "id": conn["id"], "r": true }))
+        .await["connectionCredentials"]
+        .clone();
+    assert_eq!(creds["refreshToken"], "rt-SECRET");
+});
+
+db_test!(
+    credential_input_is_checked_against_the_provider,
+    |app| async {
+        let tenant = app.create_tenant("acme").await;
+        app.create_integration(&tenant.key, "twilio").await;
+        app.create_integration(&tenant.key, "zendesk").await;
+        let bad = [
+            "mutation { createConnection(input: {consumerId: \"c\", serviceId: \"twilio\", credentials: {fields: {account_sid: \"not-a-sid\", auth_token: \"x\"}}}) { id } }",
+            "mutation { createConnection(input: {consumerId: \"c\", serviceId: \"twilio\", credentials: {fields: {account_sid: \"AC0123456789abcdef0123456789abcdef\"}}}) { id } }",
+            "mutation { createConnection(input: {consumerId: \"c\", serviceId: \"twilio\", credentials: {fields: {auth_token: \"x\", account_sid: \"AC0123456789abcdef0123456789abcdef\", extra: \"x\"}}}) { id } }",
+            "mutation { createConnection(input: {consumerId: \"c\", serviceId: \"twilio\", credentials: {accessToken: \"x\"}}) { id } }",
+            "mutation { createConnection(input: {consumerId: \"c\", serviceId: \"zendesk\", settings: {subdomain: \"evil.com/x\"}}) { id } }",
+            "mutation { createConnection(input: {consumerId: \"c\", serviceId: \"zendesk\", settings: {unknown: \"x\"}}) { id } }",
+            "mutation { createConnection(input: {consumerId: \"c\", serviceId: \"nope\"}) { id } }",
+            "mutation { createConnection(input: {consumerId: \"c\"}) { id } }",
+        ];
+        for query in bad {
+            let code = app.error_code(&tenant.key, query, json!({})).await;
+            assert!(
+                code == "BAD_USER_INPUT" || code == "NOT_FOUND",
+                "{query}: {code}"
+            );
+        }
+        let data = app
+            .ok(&tenant.key, "{ connections { totalCount } }", json!({}))
+            .await;
+        assert_eq!(data["connections"]["totalCount"], 0);
+    }
+);
+
+db_test!(state_follows_settings_and_credentials, |app| async {
+    let tenant = app.create_tenant("acme").await;
+    app.create_integration(&tenant.key, "zendesk").await;
+    // Imported tokens, but the required subdomain is missing: authorized, not callable.
+    let data = app
+        .ok(&tenant.key, "mutation { createConnection(input: {consumerId: \"c\", serviceId: \"zendesk\", credentials: {accessToken: \"at\"}}) { id state configured } }", json!({}))
+        .await;
+    assert_eq!(data["createConnection"]["state"], "AUTHORIZED");
+    assert_eq!(data["createConnection"]["configured"], false);
+    let id = data["createConnection"]["id"].clone();
+    let data = app
+        .ok(&tenant.key, "mutation($id: ID!) { updateConnection(id: $id, input: {settings: {subdomain: \"acme\"}, metadata: {plan: \"gold\"}}) { state configured settings metadata } }", json!({ "id": id }))
+        .await;
+    assert_eq!(data["updateConnection"]["state"], "CALLABLE");
+    assert_eq!(
+        data["updateConnection"]["settings"],
+        json!({ "subdomain": "acme" })
+    );
+    assert_eq!(
+        data["updateConnection"]["metadata"],
+        json!({ "plan": "gold" })
+    );
+
+    // A connection with no credentials yet is `added`.
+    let data = app
+        .ok(&tenant.key, "mutation { createConnection(input: {consumerId: \"d\", serviceId: \"zendesk\"}) { state } }", json!({}))
+        .await;
+    assert_eq!(data["createConnection"]["state"], "ADDED");
+    assert_eq!(
+        event_types(&app).await,
+        vec![
+            "connection.created",
+            "connection.updated",
+            "connection.callable",
+            "connection.created"
+        ]
+    );
+});
+
+db_test!(only_listed_fields_are_writable, |app| async {
+    let tenant = app.create_tenant("acme").await;
+    app.create_integration(&tenant.key, "stripe").await;
+    let id = app
+        .create_stripe_connection(&tenant.key, "cust-1", "sk_test_1")
+        .await;
+    let before = app
+        .ok(
+            &tenant.key,
+            "query($id: ID!) { connection(id: $id) { state updatedAt consumerId } }",
+            json!({ "id": id }),
+        )
+        .await;
+    for field in [
+        "state: \"revoked\"",
+        "credentials: \"x\"",
+        "applicationId: \"QXBwbGljYXRpb246eA\"",
+        "consumerId: \"someone-else\"",
+        "id: \"x\"",
+        "serviceId: \"github\"",
+        "version: 9",
+    ] {
+        let query = format!(
+            "mutation($id: ID!) {{ updateConnection(id: $id, input: {{{field}}}) {{ id }} }}"
+        );
+        assert_eq!(
+            app.error_code(&tenant.key, &query, json!({ "id": id }))
+                .await,
+            "BAD_USER_INPUT",
+            "{field}"
+        );
+    }
+    let after = app
+        .ok(
+            &tenant.key,
+            "query($id: ID!) { connection(id: $id) { state updatedAt consumerId } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(before, after);
+    // Ids are the server's: a client-chosen id is not an input field.
+    let code = app
+        .error_code(&tenant.key, "mutation { createConnection(input: {id: \"mine\", consumerId: \"c\", serviceId: \"stripe\"}) { id } }", json!({}))
+        .await;
+    assert_eq!(code, "BAD_USER_INPUT");
+});
+
+db_test!(delete_leaves_a_tombstone_without_credentials, |app| async {
+    let tenant = app.create_tenant("acme").await;
+    app.create_integration(&tenant.key, "stripe").await;
+    let id = app
+        .create_stripe_connection(&tenant.key, "cust-1", "sk_test_1")
+        .await;
+    let data = app
+        .ok(
+            &tenant.key,
+            "mutation($id: ID!) { deleteConnection(id: $id) { state hasCredentials deletedAt } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(data["deleteConnection"]["state"], "DELETED");
+    assert_eq!(data["deleteConnection"]["hasCredentials"], false);
+    assert_eq!(
+        app.error_code(&tenant.key, CREDS, json!({ "id": id }))
+            .await,
+        "NOT_FOUND"
+    );
+    // Hidden from lists unless asked for.
+    let data = app.ok(&tenant.key, "{ a: connections { totalCount } d: connections(filter: {status: \"deleted\"}) { totalCount } }", json!({})).await;
+    assert_eq!(
+        (
+            data["a"]["totalCount"].clone(),
+            data["d"]["totalCount"].clone()
+        ),
+        (json!(0), json!(1))
+    );
+    let backend = app.db().get_database_backend();
+    let row = app
+        .db()
+        .query_one_raw(Statement::from_string(
+            backend,
+            "SELECT credentials FROM connections",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        row.try_get::<Option<Vec<u8>>>("", "credentials")
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        event_types(&app).await.last().unwrap(),
+        "connection.deleted"
+    );
+
+    // Deleting a consumer tombstones its connections too.
+    app.create_stripe_connection(&tenant.key, "cust-2", "sk_test_2")
+        .await;
+    app.ok(
+        &tenant.key,
+        "mutation { deleteConsumer(consumerId: \"cust-2\") { id } }",
+        json!({}),
+    )
+    .await;
+    let data = app
+        .ok(
+            &tenant.key,
+            "{ connections(filter: {status: \"deleted\"}) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["connections"]["totalCount"], 2);
+});
+
+db_test!(every_filter_of_the_spec, |app| async {
+    let tenant = app.create_tenant("acme").await;
+    let key = tenant.key.clone();
+    for service in ["stripe", "zendesk", "hubspot"] {
+        app.create_integration(&key, service).await;
+    }
+    app.create_stripe_connection(&key, "alice", "sk_1").await;
+    app.create_stripe_connection(&key, "bob", "sk_2").await;
+    app.ok(&key, "mutation { createConnection(input: {consumerId: \"alice\", serviceId: \"zendesk\", environment: SANDBOX, userEmail: \"alice@Zen.io\", credentials: {accessToken: \"x\"}}) { id } }", json!({})).await;
+    app.ok(&key, "mutation { createConnection(input: {consumerId: \"carol\", serviceId: \"hubspot\", userEmail: \"carol@hub.io\"}) { id } }", json!({})).await;
+
+    let count = |filter: Value| {
+        let app = &app;
+        let key = key.clone();
+        async move {
+            let data = app
+                .ok(&key, "query($f: ConnectionFilter) { connections(filter: $f) { totalCount edges { node { id } } } }", json!({ "f": filter }))
+                .await;
+            let total = data["connections"]["totalCount"].as_u64().unwrap();
+            assert_eq!(
+                total as usize,
+                data["connections"]["edges"].as_array().unwrap().len()
+            );
+            total
+        }
+    };
+    assert_eq!(count(json!({})).await, 4);
+    assert_eq!(count(json!({ "status": "callable" })).await, 2);
+    assert_eq!(count(json!({ "status": "connected" })).await, 2);
+    assert_eq!(count(json!({ "status": "authorized" })).await, 1);
+    assert_eq!(count(json!({ "status": "added" })).await, 1);
+    assert_eq!(count(json!({ "environment": "SANDBOX" })).await, 1);
+    assert_eq!(count(json!({ "serviceId": "stripe" })).await, 2);
+    assert_eq!(count(json!({ "unifiedApi": "crm" })).await, 1);
+    assert_eq!(count(json!({ "unifiedApi": "payments" })).await, 2);
+    assert_eq!(count(json!({ "consumerId": "alice" })).await, 2);
+    assert_eq!(count(json!({ "userEmail": "ZEN" })).await, 1);
+    assert_eq!(count(json!({ "userEmail": "example.com" })).await, 2);
+    assert_eq!(count(json!({ "configured": false })).await, 1);
+    assert_eq!(
+        count(json!({ "status": "callable", "consumerId": "bob" })).await,
+        1
+    );
+    assert_eq!(
+        app.error_code(
+            &key,
+            "{ connections(filter: {status: \"weird\"}) { totalCount } }",
+            json!({})
+        )
+        .await,
+        "BAD_USER_INPUT"
+    );
+
+    // Pages of 3 then 1, in creation order.
+    let page = app.ok(&key, "{ connections(first: 3) { pageInfo { hasNextPage endCursor } edges { node { consumerId } } } }", json!({})).await;
+    assert_eq!(page["connections"]["pageInfo"]["hasNextPage"], true);
+    let after = page["connections"]["pageInfo"]["endCursor"].clone();
+    let rest = app.ok(&key, "query($a: String) { connections(first: 3, after: $a) { pageInfo { hasNextPage } edges { node { consumerId } } } }", json!({ "a": after })).await;
+    assert_eq!(
+        rest["connections"]["edges"],
+        json!([{ "node": { "consumerId": "carol" } }])
+    );
+});
+
+db_test!(consumer_integrations_and_resource_settings, |app| async {
+    let tenant = app.create_tenant("acme").await;
+    app.create_integration(&tenant.key, "stripe").await;
+    app.create_integration(&tenant.key, "hubspot").await;
+    let id = app
+        .create_stripe_connection(&tenant.key, "alice", "sk_1")
+        .await;
+    let data = app
+        .ok(
+            &tenant.key,
+            "{ consumerIntegrations(consumerId: \"alice\") { serviceId state connection { id } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        data["consumerIntegrations"],
+        json!([
+            { "serviceId": "hubspot", "state": "AVAILABLE", "connection": null },
+            { "serviceId": "stripe", "state": "CALLABLE", "connection": { "id": id } },
+        ])
+    );
+
+    let data = app
+        .ok(&tenant.key, "mutation($id: ID!) { updateResourceSettings(connectionId: $id, resource: \"invoices\", configuration: {currency: \"EUR\"}) }", json!({ "id": id }))
+        .await;
+    assert_eq!(data["updateResourceSettings"], json!({ "currency": "EUR" }));
+    let data = app
+        .ok(&tenant.key, "query($id: ID!) { a: resourceSettings(connectionId: $id, resource: \"invoices\") b: resourceSettings(connectionId: $id, resource: \"other\") }", json!({ "id": id }))
+        .await;
+    assert_eq!(data, json!({ "a": { "currency": "EUR" }, "b": {} }));
+    let code = app
+        .error_code(&tenant.key, "mutation($id: ID!) { updateResourceSettings(connectionId: $id, resource: \"../x\", configuration: {}) }", json!({ "id": id }))
+        .await;
+    assert_eq!(code, "BAD_USER_INPUT");
+});

@@ -1,0 +1,248 @@
+//! Secrets at rest: never in the clear in SQLite's file or PostgreSQL's rows; bound to their
+//! row; rotation resumable; a wrong master key refuses to start.
+
+use keyway::config::Config;
+use keyway::crypto::Secret;
+use sea_orm::{ConnectionTrait, Statement};
+use serde_json::json;
+
+use crate::db_test;
+use crate::support::{Backend, TestApp};
+
+const CREDS: &str = "query($id: ID!) { connectionCredentials(id: $id, includeRefreshToken: true) { apiKey accessToken refreshToken } }";
+const SECRETS: [&str; 4] = [
+    "client-secret-VALUE-42",
+    "sk_live_PLAINTEXT_CANARY",
+    "at-PLAINTEXT-CANARY",
+    "rt-PLAINTEXT-CANARY",
+];
+
+async fn seed(app: &TestApp) -> (String, String, String) {
+    let tenant = app.create_tenant("acme").await;
+    app.create_integration(&tenant.key, "stripe").await;
+    app.create_integration(&tenant.key, "google").await;
+    let stripe = app
+        .create_stripe_connection(&tenant.key, "alice", SECRETS[1])
+        .await;
+    let data = app
+        .ok(&tenant.key, "mutation($a: String!, $r: String!) { createConnection(input: {consumerId: \"bob\", serviceId: \"google\", credentials: {accessToken: $a, refreshToken: $r}}) { id } }",
+            json!({ "a": SECRETS[2], "r": SECRETS[3] }))
+        .await;
+    let google = data["createConnection"]["id"].as_str().unwrap().to_owned();
+    (tenant.key, stripe, google)
+}
+
+/// Every PostgreSQL row of the tables that hold secrets, as text the server renders.
+async fn dump_rows(app: &TestApp) -> String {
+    let backend = app.db().get_database_backend();
+    let mut out = String::new();
+    for table in [
+        "integrations",
+        "connections",
+        "events",
+        "data_keys",
+        "api_keys",
+    ] {
+        let sql = format!("SELECT CAST(t.* AS text) AS row FROM {table} t");
+        let rows = app
+            .db()
+            .query_all_raw(Statement::from_string(backend, sql))
+            .await
+            .unwrap();
+        for row in rows {
+            out.push_str(&row.try_get::<String>("", "row").unwrap());
+            out.push('\n');
+        }
+    }
+    out
+}
+
+db_test!(no_secret_is_stored_in_the_clear, |app| async {
+    seed(&app).await;
+    app.server()
+        .state()
+        .last_used
+        .flush(app.db())
+        .await
+        .unwrap();
+    if app.backend() == Backend::Postgres {
+        let rows = dump_rows(&app).await;
+        assert!(rows.contains("alice"), "the dump must show row contents");
+        for secret in SECRETS {
+            assert!(!rows.contains(secret), "{secret} is stored in the clear");
+        }
+    } else {
+        // The raw file and its write-ahead log, byte for byte.
+        let mut bytes = Vec::new();
+        for file in ["keyway.db", "keyway.db-wal"] {
+            bytes.extend(std::fs::read(app.data_dir().join(file)).unwrap_or_default());
+        }
+        assert!(
+            bytes.windows(5).any(|w| w == b"alice"),
+            "the file must hold the rows"
+        );
+        for secret in SECRETS {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} in the SQLite file"
+            );
+        }
+    }
+});
+
+db_test!(
+    ciphertexts_are_bound_to_their_row_and_untamperable,
+    |app| async {
+        let (key, stripe, google) = seed(&app).await;
+        let backend = app.db().get_database_backend();
+        let (stripe_uuid, google_uuid) = (row_id(&stripe), row_id(&google));
+        // Copy Google's sealed credentials onto Stripe's row: it must not open there.
+        let copy = match backend {
+            sea_orm::DatabaseBackend::Postgres => format!(
+                "UPDATE connections SET credentials = (SELECT credentials FROM connections WHERE id = '{google_uuid}') WHERE id = '{stripe_uuid}'"
+            ),
+            _ => format!(
+                "UPDATE connections SET credentials = (SELECT credentials FROM connections WHERE id = x'{}') WHERE id = x'{}'",
+                google_uuid.simple(),
+                stripe_uuid.simple()
+            ),
+        };
+        app.db().execute_unprepared(&copy).await.unwrap();
+        let (_, body) = app.graphql(&key, CREDS, json!({ "id": stripe })).await;
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"], "INTERNAL",
+            "{body}"
+        );
+        assert!(!body.to_string().contains("CANARY"));
+
+        // Flip one byte of Google's own ciphertext: it must not open either.
+        let flip = match backend {
+            sea_orm::DatabaseBackend::Postgres => format!(
+                "UPDATE connections SET credentials = set_byte(credentials, 30, get_byte(credentials, 30) # 1) WHERE id = '{google_uuid}'"
+            ),
+            _ => {
+                let row = app
+                    .db()
+                    .query_one_raw(Statement::from_string(
+                        backend,
+                        format!(
+                            "SELECT credentials FROM connections WHERE id = x'{}'",
+                            google_uuid.simple()
+                        ),
+                    ))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                let mut bytes: Vec<u8> = row.try_get("", "credentials").unwrap();
+                bytes[30] ^= 1;
+                format!(
+                    "UPDATE connections SET credentials = x'{}' WHERE id = x'{}'",
+                    hex::encode(bytes),
+                    google_uuid.simple()
+                )
+            }
+        };
+        app.db().execute_unprepared(&flip).await.unwrap();
+        let (_, body) = app.graphql(&key, CREDS, json!({ "id": google })).await;
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"], "INTERNAL",
+            "{body}"
+        );
+        assert_eq!(body["errors"][0]["message"], "internal error");
+    }
+);
+
+db_test!(
+    rotation_interrupted_half_way_resumes_and_everything_opens,
+    |app| async {
+        let (key, stripe, google) = seed(&app).await;
+        let state = app.server().state();
+        assert_eq!(state.keys.ring().current_key_id(), 1);
+        let new_key = state.keys.rotate(app.db()).await.unwrap();
+        assert_eq!(new_key, 2);
+
+        // New writes use the new key at once.
+        app.create_integration(&key, "hubspot").await;
+        let usage = state.keys.status(app.db()).await.unwrap();
+        assert!(
+            usage
+                .iter()
+                .any(|u| u.column == "integrations.client_secret" && u.key_id == Some(2))
+        );
+
+        // Move one value per column, then "crash": drop this keyring and open a fresh one.
+        let moved = state.keys.reencrypt_batch(app.db(), 1).await.unwrap();
+        assert_eq!(moved, 2);
+        let old_left = |usage: &[keyway::service::keys::KeyUsage]| {
+            usage
+                .iter()
+                .filter(|u| u.key_id == Some(1))
+                .map(|u| u.count)
+                .sum::<u64>()
+        };
+        // Two integration secrets and two connections were under key 1: one of each moved.
+        assert_eq!(
+            old_left(&state.keys.status(app.db()).await.unwrap()),
+            2,
+            "half-way"
+        );
+        let master = keyway::crypto::master::load(&state.config).unwrap();
+        let resumed = keyway::service::keys::KeyStore::open(app.db(), master)
+            .await
+            .unwrap();
+        assert_eq!(resumed.ring().current_key_id(), 2);
+        while resumed.reencrypt_batch(app.db(), 1).await.unwrap() > 0 {}
+        assert_eq!(old_left(&resumed.status(app.db()).await.unwrap()), 0);
+
+        for (id, field, expected) in [
+            (&stripe, "apiKey", SECRETS[1]),
+            (&google, "refreshToken", SECRETS[3]),
+        ] {
+            let data = app.ok(&key, CREDS, json!({ "id": id })).await;
+            assert_eq!(data["connectionCredentials"][field], expected);
+        }
+    }
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_master_key_refuses_to_start() {
+    crate::support::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let config = |key: &str| Config {
+        data_dir: dir.path().to_path_buf(),
+        master_key: Some(Secret::new(key)),
+        ..Config::default()
+    };
+    let state = keyway::build_state(config(&"11".repeat(32))).await.unwrap();
+    state.db.close().await.unwrap();
+    let err = keyway::build_state(config(&"22".repeat(32)))
+        .await
+        .err()
+        .expect("must refuse");
+    let message = format!("{err:#}");
+    assert!(message.contains("wrong key"), "{message}");
+    assert!(!message.contains(&"22".repeat(32)));
+    // The right key still opens it.
+    keyway::build_state(config(&"11".repeat(32))).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_development_key_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = TestApp::new(Backend::Sqlite).await.unwrap();
+    let path = app.data_dir().join("master.key");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    app.stop().await;
+}
+
+fn row_id(global: &str) -> uuid::Uuid {
+    use base64::Engine;
+    let text = String::from_utf8(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(global)
+            .unwrap(),
+    )
+    .unwrap();
+    uuid::Uuid::parse_str(text.split_once(':').unwrap().1).unwrap()
+}
