@@ -3,7 +3,7 @@
 
 use keyway::config::Config;
 use keyway::crypto::Secret;
-use sea_orm::{ConnectionTrait, Statement};
+use sea_orm::{ConnectionTrait, EntityTrait, Statement};
 use serde_json::json;
 
 use crate::db_test;
@@ -245,4 +245,109 @@ fn row_id(global: &str) -> uuid::Uuid {
     )
     .unwrap();
     uuid::Uuid::parse_str(text.split_once(':').unwrap().1).unwrap()
+}
+
+/// `keyway keys rotate` killed with SIGKILL mid-way leaves every value readable, and
+/// `keyway keys reencrypt` finishes the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_survives_kill_9() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let app = TestApp::new(Backend::Sqlite).await.unwrap();
+    let tenant = app.create_tenant("acme").await;
+    app.create_integration(&tenant.key, "stripe").await;
+    // Enough rows for several re-encryption batches.
+    let deps = app.server().state().deps();
+    let scope = keyway::auth::Principal::SecretKey {
+        key_id: uuid::Uuid::nil(),
+        application_id: row_id(&tenant.id),
+        integration_id: None,
+    }
+    .require_app(app.db(), None)
+    .await
+    .unwrap();
+    for i in 0..1200 {
+        let input = keyway::service::connections::NewConnection {
+            consumer_id: format!("c{i}"),
+            integration: keyway::service::connections::IntegrationRef::ServiceId("stripe".into()),
+            environment: keyway::service::connections::Environment::Production,
+            settings: None,
+            metadata: None,
+            user_email: None,
+            enabled: true,
+            credentials: Some(keyway::service::connections::CredentialsInput {
+                fields: Some([("api_key".to_owned(), format!("sk_{i}"))].into()),
+                ..Default::default()
+            }),
+        };
+        keyway::service::connections::create(&deps, &scope, input)
+            .await
+            .unwrap();
+    }
+    let kept = app.stop_keeping_data().await;
+    let dir = kept.path().to_path_buf();
+
+    let bin = env!("CARGO_BIN_EXE_keyway");
+    let mut child = Command::new(bin)
+        .args(["keys", "rotate"])
+        .env("KEYWAY_DATA_DIR", &dir)
+        .env("KEYWAY_LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill it as soon as it reports its first batch.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 && !line.contains("re-encrypted") {
+        line.clear();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let status = |dir: &std::path::Path| {
+        let out = Command::new(bin)
+            .args(["keys", "status"])
+            .env("KEYWAY_DATA_DIR", dir)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let halfway = status(&dir);
+    assert!(halfway.contains("current data key: 2"), "{halfway}");
+    assert!(
+        halfway.contains("still under older keys"),
+        "the kill came too late to test anything: {halfway}"
+    );
+
+    let out = Command::new(bin)
+        .args(["keys", "reencrypt"])
+        .env("KEYWAY_DATA_DIR", &dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(status(&dir).contains("re-encryption: complete"));
+
+    // Every credential opens under the final keyring.
+    let config = Config {
+        data_dir: dir.clone(),
+        ..Config::default()
+    };
+    let state = keyway::build_state(config).await.unwrap();
+    let rows = entity::connection::Entity::find()
+        .all(&state.db)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1200);
+    for row in rows {
+        let stored = keyway::service::connections::StoredCredentials::open(
+            &state.keys,
+            row.credentials.as_deref().unwrap(),
+            row.id,
+            row.application_id,
+        );
+        assert!(stored.is_ok(), "connection {} does not open", row.id);
+        assert_eq!(row.credentials_key_id, Some(2));
+    }
 }

@@ -137,6 +137,15 @@ impl TestApp {
         &self.server().state().db
     }
 
+    /// Stops the server but keeps its data directory (returned; deleted when dropped).
+    pub async fn stop_keeping_data(mut self) -> tempfile::TempDir {
+        if let Some(server) = self.server.take() {
+            server.stop().await;
+        }
+        let placeholder = tempfile::tempdir().expect("tempdir");
+        std::mem::replace(&mut self._dir, placeholder)
+    }
+
     pub async fn stop(mut self) {
         if let Some(server) = self.server.take() {
             server.stop().await;

@@ -1,0 +1,70 @@
+# Shared helpers of the GraphQL benchmarks: build, start/stop the release server, GraphQL
+# calls, and one wrk measurement (with a warm-up) printed as a RESULT line.
+# Sourced by bench/consumers.sh and bench/connections.sh.
+
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-8}
+PORT=${PORT:-18181}
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+
+cargo build --release --quiet --bin keyway --example seed
+BIN=target/release/keyway
+SEED=target/release/examples/seed
+WORK=$(mktemp -d)
+SERVER=
+trap '[ -n "$SERVER" ] && kill $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
+
+now_ms() { date +%s%3N; }
+
+gql() { # token, json body
+  curl -sf -X POST "http://127.0.0.1:$PORT/graphql" -H "authorization: Bearer $1" \
+    -H 'content-type: application/json' -d "$2"
+}
+
+start_server() { # sets SERVER and READY_MS (start-to-ready milliseconds)
+  local t0; t0=$(now_ms)
+  KEYWAY_LOG_LEVEL=warn "$BIN" serve --listen "127.0.0.1:$PORT" >"$WORK/serve.log" 2>&1 &
+  SERVER=$!
+  until curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null; do sleep 0.005; done
+  READY_MS=$(( $(now_ms) - t0 ))
+}
+
+stop_server() { kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=; }
+
+global_id() { printf '%s:%s' "$1" "$2" | base64 -w0 | tr '+/' '-_' | tr -d '='; }
+
+# Sets up a fresh store for a backend: KEYWAY_DATA_DIR, DATABASE_URL, SEED_URL, OP (operator
+# token), APP_ID (uuid) and KEY (secret key of a new application).
+new_store() { # label, DATABASE_URL or empty
+  export KEYWAY_DATA_DIR="$WORK/$1"
+  if [ -n "$2" ]; then export DATABASE_URL=$2; else unset DATABASE_URL; fi
+  SEED_URL=${2:-"sqlite://$KEYWAY_DATA_DIR/keyway.db"}
+  mkdir -p "$KEYWAY_DATA_DIR"
+  "$BIN" migrate 2>/dev/null
+  OP=$("$BIN" admin token --label bench 2>/dev/null)
+  start_server
+  APP_ID=$(gql "$OP" '{"query":"mutation { createApplication(input: {name: \"bench\"}) { id } }"}' \
+    | python3 -c 'import sys,json,base64; i=json.load(sys.stdin)["data"]["createApplication"]["id"]; print(base64.urlsafe_b64decode(i+"==").decode().split(":")[1])')
+  KEY=$(gql "$OP" "{\"query\":\"mutation { createApiKey(input: {applicationId: \\\"$(global_id Application "$APP_ID")\\\", label: \\\"bench\\\"}) { secret } }\"}" \
+    | python3 -c 'import sys,json; print(json.load(sys.stdin)["data"]["createApiKey"]["secret"])')
+}
+
+# measure LABEL BODY [EXPECTED_EDGES]: checks one answer, warms up, then prints wrk's RESULT.
+measure() {
+  local label=$1 body=$2 expected=${3:-50}
+  gql "$KEY" "$body" | python3 -c "import sys,json; d=json.load(sys.stdin); assert 'errors' not in d, d; e=list(d['data'].values())[0]['edges']; assert len(e)==$expected, len(e)"
+  TOKEN=$KEY BODY=$body wrk -t2 -c"$CONNECTIONS" -d2s -s bench/graphql.lua "http://127.0.0.1:$PORT/graphql" >/dev/null
+  local out
+  out=$(TOKEN=$KEY BODY=$body wrk -t2 -c"$CONNECTIONS" -d"$DURATION" -s bench/graphql.lua \
+    "http://127.0.0.1:$PORT/graphql" | grep RESULT)
+  echo "$label: ${out#RESULT }"
+}
+
+# With BENCH_DATABASE_URL=postgres://…/db, runs "$1 postgres <fresh database url>" too.
+with_postgres() {
+  [ -n "${BENCH_DATABASE_URL:-}" ] || return 0
+  local db="keyway_bench_$$"
+  psql "$BENCH_DATABASE_URL" -qc "CREATE DATABASE $db" >/dev/null
+  "$1" postgres "${BENCH_DATABASE_URL%/*}/$db"
+  psql "$BENCH_DATABASE_URL" -qc "DROP DATABASE $db WITH (FORCE)" >/dev/null
+}
