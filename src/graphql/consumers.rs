@@ -1,14 +1,16 @@
 //! Consumers: the tenant application's end users.
 
-use async_graphql::connection::Connection;
+use async_graphql::connection::Connection as RelayConnection;
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::consumer::Model;
 
+use super::connections::Connection;
 use super::context::ContextExt;
 use super::relay;
 use crate::auth::AppScope;
 use crate::ids::{self, NodeType};
+use crate::service::connections;
 use crate::service::consumers::{self, ConsumerFilter, ConsumerMetadata};
 use crate::service::pagination::PageRequest;
 
@@ -38,12 +40,51 @@ impl Consumer {
         }
     }
 
+    /// The consumer's live connections (a query each: costed accordingly).
+    #[graphql(complexity = "10 * child_complexity")]
+    async fn connections(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Connection>> {
+        Ok(self
+            .live_connections(ctx)
+            .await?
+            .into_iter()
+            .map(Connection)
+            .collect())
+    }
+
+    /// Service ids the consumer has live connections to.
+    #[graphql(complexity = 10)]
+    async fn services(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<String>> {
+        let mut services: Vec<String> = self
+            .live_connections(ctx)
+            .await?
+            .into_iter()
+            .map(|c| c.service_id)
+            .collect();
+        services.sort();
+        services.dedup();
+        Ok(services)
+    }
+
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
 
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
+    }
+}
+
+impl Consumer {
+    async fn live_connections(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<entity::connection::Model>> {
+        let state = ctx.state()?;
+        let scope = ctx
+            .principal()?
+            .require_app(&state.db, Some(self.0.application_id))
+            .await?;
+        Ok(connections::of_consumer(&state.deps(), &scope, &self.0.consumer_id).await?)
     }
 }
 
@@ -125,7 +166,7 @@ impl ConsumerQuery {
         first: Option<i32>,
         after: Option<String>,
         filter: Option<ConsumerFilterInput>,
-    ) -> async_graphql::Result<Connection<String, Consumer, ConsumerTotals>> {
+    ) -> async_graphql::Result<RelayConnection<String, Consumer, ConsumerTotals>> {
         let scope = app_scope(ctx, application_id.as_ref()).await?;
         let page = PageRequest::parse(first, after.as_deref())?;
         let filter = ConsumerFilter {

@@ -367,6 +367,18 @@ db_test!(consumer_integrations_and_resource_settings, |app| async {
     );
 
     let data = app
+        .ok(
+            &tenant.key,
+            "{ consumer(consumerId: \"alice\") { services connections { id serviceId } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        data["consumer"],
+        json!({ "services": ["stripe"], "connections": [{ "id": id, "serviceId": "stripe" }] })
+    );
+
+    let data = app
         .ok(&tenant.key, "mutation($id: ID!) { updateResourceSettings(connectionId: $id, resource: \"invoices\", configuration: {currency: \"EUR\"}) }", json!({ "id": id }))
         .await;
     assert_eq!(data["updateResourceSettings"], json!({ "currency": "EUR" }));
