@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sea_orm::sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, SqlxSqliteConnector};
+use sea_orm::{DatabaseConnection, SqlxPostgresConnector, SqlxSqliteConnector};
 
 use crate::config::Config;
 
@@ -17,16 +18,22 @@ pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
     let max = config.database_max_connections;
     match config.database_url.as_ref().map(|u| u.expose()) {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            let mut options = ConnectOptions::new(url);
-            options
+            // The URL may hold a password: never echo it in an error.
+            let options = PgConnectOptions::from_str(url)
+                .map_err(|_| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL"))?
+                // sqlx prepares every statement, and after five runs PostgreSQL may switch to
+                // a generic plan that cannot see a LIKE pattern: the userEmail and search
+                // filters then scan by id instead of using the trigram index (130 ms against
+                // 7 ms at 100,000 rows). Planning our small queries each time costs far less.
+                .options([("plan_cache_mode", "force_custom_plan")]);
+            let pool = PgPoolOptions::new()
                 .max_connections(max)
                 .min_connections(1)
                 .acquire_timeout(Duration::from_secs(5))
-                .sqlx_logging(false);
-            // The URL may hold a password: never echo it in the error.
-            Database::connect(options)
+                .connect_with(options)
                 .await
-                .context("connecting to PostgreSQL (check DATABASE_URL)")
+                .context("connecting to PostgreSQL (check DATABASE_URL)")?;
+            Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
         }
         Some(url) if url.starts_with("sqlite:") => {
             let options =
