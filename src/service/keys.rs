@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 use entity::data_key;
-use futures_util::future::BoxFuture;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
@@ -93,7 +92,7 @@ impl KeyStore {
         let current = ring.current_key_id() as i32;
         let mut moved = 0;
         for column in SEALED_COLUMNS {
-            moved += (column.reencrypt)(db, &ring, current, limit).await?;
+            moved += column.reencrypt(db, &ring, current, limit).await?;
         }
         Ok(moved)
     }
@@ -102,9 +101,9 @@ impl KeyStore {
     pub async fn status(&self, db: &DatabaseConnection) -> Result<Vec<KeyUsage>> {
         let mut usage = Vec::new();
         for column in SEALED_COLUMNS {
-            for (key_id, count) in (column.count_by_key)(db).await? {
+            for (key_id, count) in column.count_by_key(db).await? {
                 usage.push(KeyUsage {
-                    column: column.name,
+                    column: column.name(),
                     key_id,
                     count,
                 });
@@ -187,124 +186,135 @@ async fn load_ring(db: &DatabaseConnection, master: &KeyBytes) -> anyhow::Result
     Keyring::new(current, keys).ok_or_else(|| anyhow::anyhow!("the database holds no data key"))
 }
 
-/// One sealed column: how to count values per key and how to move a batch to the current key.
-struct SealedColumn {
-    name: &'static str,
-    count_by_key: CountByKey,
-    reencrypt: Reencrypt,
+/// A sealed column and the columns that say where it lives.
+#[derive(Clone, Copy)]
+enum SealedColumn {
+    IntegrationClientSecret,
+    ConnectionCredentials,
 }
 
-type CountByKey =
-    for<'a> fn(&'a DatabaseConnection) -> BoxFuture<'a, Result<Vec<(Option<i32>, u64)>>>;
-type Reencrypt =
-    for<'a> fn(&'a DatabaseConnection, &'a Keyring, i32, u64) -> BoxFuture<'a, Result<usize>>;
-
-const SEALED_COLUMNS: &[SealedColumn] = &[
-    SealedColumn {
-        name: "integrations.client_secret",
-        count_by_key: |db| Box::pin(integrations_by_key(db)),
-        reencrypt: |db, ring, current, limit| {
-            Box::pin(reencrypt_integrations(db, ring, current, limit))
-        },
-    },
-    SealedColumn {
-        name: "connections.credentials",
-        count_by_key: |db| Box::pin(connections_by_key(db)),
-        reencrypt: |db, ring, current, limit| {
-            Box::pin(reencrypt_connections(db, ring, current, limit))
-        },
-    },
+const SEALED_COLUMNS: [SealedColumn; 2] = [
+    SealedColumn::IntegrationClientSecret,
+    SealedColumn::ConnectionCredentials,
 ];
 
-async fn integrations_by_key(db: &DatabaseConnection) -> Result<Vec<(Option<i32>, u64)>> {
-    use entity::integration::{Column, Entity};
-    let rows: Vec<(Option<i32>, i64)> = Entity::find()
-        .select_only()
-        .column(Column::ClientSecretKeyId)
-        .column_as(Column::Id.count(), "n")
-        .filter(Column::ClientSecret.is_not_null())
-        .group_by(Column::ClientSecretKeyId)
-        .into_tuple()
-        .all(db)
-        .await?;
-    Ok(rows.into_iter().map(|(k, n)| (k, n as u64)).collect())
-}
-
-async fn connections_by_key(db: &DatabaseConnection) -> Result<Vec<(Option<i32>, u64)>> {
-    use entity::connection::{Column, Entity};
-    let rows: Vec<(Option<i32>, i64)> = Entity::find()
-        .select_only()
-        .column(Column::CredentialsKeyId)
-        .column_as(Column::Id.count(), "n")
-        .filter(Column::Credentials.is_not_null())
-        .group_by(Column::CredentialsKeyId)
-        .into_tuple()
-        .all(db)
-        .await?;
-    Ok(rows.into_iter().map(|(k, n)| (k, n as u64)).collect())
-}
-
-/// Each row moves in its own conditional UPDATE (same ciphertext still there), so a racing
-/// writer wins and nothing is lost; a crash leaves every row either old or new, both valid.
-async fn reencrypt_integrations(
-    db: &DatabaseConnection,
-    ring: &Keyring,
-    current: i32,
-    limit: u64,
-) -> Result<usize> {
-    use entity::integration::{Column, Entity};
-    let rows = Entity::find()
-        .filter(Column::ClientSecret.is_not_null())
-        .filter(Column::ClientSecretKeyId.ne(current))
-        .limit(limit)
-        .all(db)
-        .await?;
-    let mut moved = 0;
-    for row in rows {
-        let Some(old) = row.client_secret else {
-            continue;
-        };
-        let binding = integration_binding(row.id, row.application_id);
-        let Some(new) = reseal(ring, &old, binding)? else {
-            continue;
-        };
-        let result = Entity::update_many()
-            .col_expr(Column::ClientSecret, Expr::value(new))
-            .col_expr(Column::ClientSecretKeyId, Expr::value(current))
-            .filter(Column::Id.eq(row.id))
-            .filter(Column::ClientSecret.eq(old))
-            .exec(db)
-            .await?;
-        moved += result.rows_affected as usize;
+impl SealedColumn {
+    /// Also the `table` of the values' binding.
+    fn name(self) -> &'static str {
+        match self {
+            SealedColumn::IntegrationClientSecret => "integrations.client_secret",
+            SealedColumn::ConnectionCredentials => "connections.credentials",
+        }
     }
-    Ok(moved)
+
+    async fn count_by_key(self, db: &DatabaseConnection) -> Result<Vec<(Option<i32>, u64)>> {
+        use entity::{connection as c, integration as i};
+        match self {
+            SealedColumn::IntegrationClientSecret => {
+                count_by_key::<i::Entity>(db, i::Column::ClientSecret, i::Column::ClientSecretKeyId)
+                    .await
+            }
+            SealedColumn::ConnectionCredentials => {
+                count_by_key::<c::Entity>(db, c::Column::Credentials, c::Column::CredentialsKeyId)
+                    .await
+            }
+        }
+    }
+
+    async fn reencrypt(
+        self,
+        db: &DatabaseConnection,
+        ring: &Keyring,
+        current: i32,
+        limit: u64,
+    ) -> Result<usize> {
+        use entity::{connection as c, integration as i};
+        let job = Job {
+            ring,
+            current,
+            limit,
+            table: self.name(),
+        };
+        match self {
+            SealedColumn::IntegrationClientSecret => {
+                let place = (i::Column::Id, i::Column::ApplicationId);
+                let sealed = (i::Column::ClientSecret, i::Column::ClientSecretKeyId);
+                reencrypt::<i::Entity>(db, place, sealed, job).await
+            }
+            SealedColumn::ConnectionCredentials => {
+                let place = (c::Column::Id, c::Column::ApplicationId);
+                let sealed = (c::Column::Credentials, c::Column::CredentialsKeyId);
+                reencrypt::<c::Entity>(db, place, sealed, job).await
+            }
+        }
+    }
 }
 
-async fn reencrypt_connections(
-    db: &DatabaseConnection,
-    ring: &Keyring,
+/// One pass of re-encryption: move up to `limit` values to the `current` key.
+struct Job<'a> {
+    ring: &'a Keyring,
     current: i32,
     limit: u64,
+    table: &'static str,
+}
+
+async fn count_by_key<E: EntityTrait>(
+    db: &DatabaseConnection,
+    sealed: E::Column,
+    key_id: E::Column,
+) -> Result<Vec<(Option<i32>, u64)>> {
+    let rows: Vec<(Option<i32>, i64)> = E::find()
+        .select_only()
+        .column(key_id)
+        .column_as(sealed.count(), "n")
+        .filter(sealed.is_not_null())
+        .group_by(key_id)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|(k, n)| (k, n as u64)).collect())
+}
+
+/// Each value moves in its own conditional UPDATE (the same ciphertext still there), so a
+/// racing writer wins and nothing is lost; a crash leaves every value old or new, both valid.
+async fn reencrypt<E: EntityTrait>(
+    db: &DatabaseConnection,
+    (id_col, app_col): (E::Column, E::Column),
+    (sealed_col, key_col): (E::Column, E::Column),
+    job: Job<'_>,
 ) -> Result<usize> {
-    use entity::connection::{Column, Entity};
-    let rows = Entity::find()
-        .filter(Column::Credentials.is_not_null())
-        .filter(Column::CredentialsKeyId.ne(current))
+    let Job {
+        ring,
+        current,
+        limit,
+        table,
+    } = job;
+    let rows: Vec<(Uuid, Uuid, Vec<u8>)> = E::find()
+        .select_only()
+        .column(id_col)
+        .column(app_col)
+        .column(sealed_col)
+        .filter(sealed_col.is_not_null())
+        .filter(key_col.ne(current))
         .limit(limit)
+        .into_tuple()
         .all(db)
         .await?;
     let mut moved = 0;
-    for row in rows {
-        let Some(old) = row.credentials else { continue };
-        let binding = connection_binding(row.id, row.application_id);
+    for (id, application_id, old) in rows {
+        let binding = Binding {
+            table,
+            row_id: id,
+            application_id,
+        };
         let Some(new) = reseal(ring, &old, binding)? else {
             continue;
         };
-        let result = Entity::update_many()
-            .col_expr(Column::Credentials, Expr::value(new))
-            .col_expr(Column::CredentialsKeyId, Expr::value(current))
-            .filter(Column::Id.eq(row.id))
-            .filter(Column::Credentials.eq(old))
+        let result = E::update_many()
+            .col_expr(sealed_col, Expr::value(new))
+            .col_expr(key_col, Expr::value(current))
+            .filter(id_col.eq(id))
+            .filter(sealed_col.eq(old))
             .exec(db)
             .await?;
         moved += result.rows_affected as usize;
@@ -326,7 +336,7 @@ fn reseal(ring: &Keyring, old: &[u8], binding: Binding<'_>) -> Result<Option<Vec
 
 pub fn integration_binding(id: Uuid, application_id: Uuid) -> Binding<'static> {
     Binding {
-        table: "integrations.client_secret",
+        table: SealedColumn::IntegrationClientSecret.name(),
         row_id: id,
         application_id,
     }
@@ -334,7 +344,7 @@ pub fn integration_binding(id: Uuid, application_id: Uuid) -> Binding<'static> {
 
 pub fn connection_binding(id: Uuid, application_id: Uuid) -> Binding<'static> {
     Binding {
-        table: "connections.credentials",
+        table: SealedColumn::ConnectionCredentials.name(),
         row_id: id,
         application_id,
     }
