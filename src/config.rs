@@ -58,6 +58,11 @@ pub struct Config {
     pub auto_migrate: bool,
     /// HTTP worker threads; defaults to the number of CPUs.
     pub http_workers: Option<usize>,
+    /// Hosts (`host` or `host:port`) an operator allows even though they are loopback or
+    /// private, and over plain http: local test providers and upstreams. Empty by default.
+    pub allowed_private_hosts: Vec<String>,
+    /// Timeout of each call to a provider (token, revocation), in seconds.
+    pub upstream_timeout_secs: u64,
     pub log_format: LogFormat,
     /// A `tracing` filter (`info`, `keyway=debug,sea_orm=warn`, …); `RUST_LOG` overrides it.
     pub log_level: String,
@@ -79,6 +84,8 @@ impl Default for Config {
             master_key: None,
             auto_migrate: true,
             http_workers: None,
+            allowed_private_hosts: Vec::new(),
+            upstream_timeout_secs: 15,
             log_format: LogFormat::Human,
             log_level: "info".to_owned(),
             graphiql: None,
@@ -93,6 +100,8 @@ enum Kind {
     Text,
     Integer,
     Boolean,
+    /// Comma-separated.
+    List,
 }
 
 const KEYS: &[(&str, Kind)] = &[
@@ -105,6 +114,8 @@ const KEYS: &[(&str, Kind)] = &[
     ("master_key", Kind::Text),
     ("auto_migrate", Kind::Boolean),
     ("http_workers", Kind::Integer),
+    ("allowed_private_hosts", Kind::List),
+    ("upstream_timeout_secs", Kind::Integer),
     ("log_format", Kind::Text),
     ("log_level", Kind::Text),
     ("graphiql", Kind::Boolean),
@@ -181,6 +192,9 @@ impl Config {
                 bail!("production mode needs an explicit public URL (PUBLIC_URL)");
             }
         }
+        if !(1..=120).contains(&self.upstream_timeout_secs) {
+            bail!("upstream_timeout_secs must be between 1 and 120");
+        }
         if self.http_workers == Some(0) {
             bail!("http_workers must be at least 1");
         }
@@ -202,6 +216,19 @@ impl Config {
         self.introspection.unwrap_or(!self.is_production())
     }
 
+    /// Whether an operator allowed this (private or loopback) host, with or without port.
+    pub fn allows_private_host(&self, host: &str, port: Option<u16>) -> bool {
+        self.allowed_private_hosts.iter().any(|allowed| {
+            allowed.eq_ignore_ascii_case(host)
+                || port.is_some_and(|p| allowed.eq_ignore_ascii_case(&format!("{host}:{p}")))
+        })
+    }
+
+    /// The redirect URI registered at every provider.
+    pub fn oauth_callback_url(&self) -> String {
+        format!("{}/oauth/callback", self.public_base_url())
+    }
+
     /// The base URL others reach this server at.
     pub fn public_base_url(&self) -> String {
         match &self.public_url {
@@ -219,6 +246,14 @@ fn typed(name: &str, value: &str, kind: Kind) -> anyhow::Result<toml::Value> {
                 .trim()
                 .parse()
                 .with_context(|| format!("{name} must be a whole number"))?,
+        ),
+        Kind::List => toml::Value::Array(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(|v| toml::Value::String(v.to_owned()))
+                .collect(),
         ),
         Kind::Boolean => toml::Value::Boolean(match value.trim() {
             "1" | "true" | "yes" | "on" => true,

@@ -17,6 +17,7 @@ pub mod service;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod upstream;
 pub mod web;
 
 use std::net::SocketAddr;
@@ -44,7 +45,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         anyhow::bail!("the database is not ready ({reason}); run `keyway migrate`");
     }
     let keys = service::keys::KeyStore::open(&db, master).await?;
+    // One TLS provider for the process (ring, as sqlx uses); a second call is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = upstream::client(&config).map_err(error::Error::into_anyhow)?;
     Ok(AppState {
+        http,
         db,
         config: Arc::new(config),
         last_used: Arc::new(LastUsedRecorder::default()),

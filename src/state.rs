@@ -18,6 +18,8 @@ pub struct AppState {
     pub last_used: Arc<LastUsedRecorder>,
     pub keys: Arc<KeyStore>,
     pub catalog: Arc<Catalog>,
+    /// The one client for calls to providers (`upstream::client`).
+    pub http: reqwest::Client,
 }
 
 impl AppState {
@@ -26,6 +28,7 @@ impl AppState {
             db: &self.db,
             keys: &self.keys,
             catalog: &self.catalog,
+            config: &self.config,
         }
     }
 }

@@ -10,3 +10,4 @@ pub mod consumer;
 pub mod data_key;
 pub mod event;
 pub mod integration;
+pub mod oauth_flow;

@@ -29,6 +29,14 @@ impl AppScope {
         self.integration_id
     }
 
+    /// For a key proven by a service (a public key on a connect link).
+    pub(crate) fn for_key(application_id: Uuid, integration_id: Option<Uuid>) -> Self {
+        Self {
+            application_id,
+            integration_id,
+        }
+    }
+
     /// For the CLI and trusted internals that act as the server itself.
     pub(crate) fn trusted(application_id: Uuid) -> Self {
         Self {

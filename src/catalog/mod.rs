@@ -34,7 +34,7 @@ impl Catalog {
             serde_json::from_str(PROVIDERS_JSON).map_err(|e| format!("providers.json: {e}"))?;
         let mut providers = BTreeMap::new();
         for provider in file.providers {
-            validate::provider(&provider)?;
+            validate::provider(&provider, &|_| false)?;
             let id = provider.service_id.clone();
             if providers.insert(id.clone(), Arc::new(provider)).is_some() {
                 return Err(format!("provider {id} is listed twice"));
@@ -130,18 +130,26 @@ mod tests {
         let catalog = Catalog::builtin().unwrap();
         let mut p = (**catalog.get("zendesk").unwrap()).clone();
         p.base_url = "http://{subdomain}.zendesk.com".into();
-        assert!(validate_provider(&p).unwrap_err().contains("https"));
+        assert!(
+            validate_provider(&p, &|_| false)
+                .unwrap_err()
+                .contains("https")
+        );
         let mut p = (**catalog.get("zendesk").unwrap()).clone();
         p.base_url = "https://{tenant}.zendesk.com".into();
-        assert!(validate_provider(&p).unwrap_err().contains("tenant"));
+        assert!(
+            validate_provider(&p, &|_| false)
+                .unwrap_err()
+                .contains("tenant")
+        );
         let mut p = (**catalog.get("stripe").unwrap()).clone();
         p.injection = Injection::Query {
             name: "k".into(),
             field: "nope".into(),
         };
-        assert!(validate_provider(&p).is_err());
+        assert!(validate_provider(&p, &|_| false).is_err());
         let mut p = (**catalog.get("stripe").unwrap()).clone();
         p.headers.insert("Authorization".into(), "x".into());
-        assert!(validate_provider(&p).is_err());
+        assert!(validate_provider(&p, &|_| false).is_err());
     }
 }

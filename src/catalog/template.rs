@@ -29,8 +29,12 @@ pub fn render(template: &str, values: &BTreeMap<String, String>) -> Result<Strin
     Ok(out)
 }
 
-/// The template, with placeholders filled by a plausible value, is an absolute https URL.
-pub fn check_https(template: &str) -> Result<(), String> {
+/// The template, with placeholders filled by a plausible value, is an absolute https URL —
+/// or an http one that `allow_insecure` accepts (operator-allowed local hosts).
+pub fn check_https(
+    template: &str,
+    allow_insecure: &dyn Fn(&url::Url) -> bool,
+) -> Result<(), String> {
     let sample: BTreeMap<String, String> = placeholders(template)
         .into_iter()
         .map(|name| {
@@ -45,7 +49,7 @@ pub fn check_https(template: &str) -> Result<(), String> {
         .collect();
     let url = render(template, &sample)?;
     let parsed = url::Url::parse(&url).map_err(|e| format!("{url} is not a URL: {e}"))?;
-    if parsed.scheme() != "https" || parsed.host_str().is_none() {
+    if parsed.host_str().is_none() || (parsed.scheme() != "https" && !allow_insecure(&parsed)) {
         return Err(format!("{template} must be an absolute https URL"));
     }
     Ok(())
@@ -68,7 +72,9 @@ mod tests {
             "https://acme.myshopify.com/admin/2024-10"
         );
         assert!(render(t, &BTreeMap::new()).is_err());
-        assert!(check_https("{instance_url}/services").is_ok());
-        assert!(check_https("http://example.com").is_err());
+        let never = |_: &url::Url| false;
+        assert!(check_https("{instance_url}/services", &never).is_ok());
+        assert!(check_https("http://example.com", &never).is_err());
+        assert!(check_https("http://127.0.0.1:9/x", &|u: &url::Url| u.port() == Some(9)).is_ok());
     }
 }

@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use super::model::{AuthType, Provider};
 use super::template;
 
-pub fn provider(p: &Provider) -> Result<(), String> {
+/// Checks a definition; `allow_insecure` may accept plain-http URLs (see `template`).
+pub fn provider(p: &Provider, allow_insecure: &dyn Fn(&url::Url) -> bool) -> Result<(), String> {
     let ctx = |why: String| format!("provider {}: {why}", p.service_id);
     if !is_slug(&p.service_id) {
         return Err(ctx("service_id must be a lower-case slug".into()));
@@ -69,7 +70,7 @@ pub fn provider(p: &Provider) -> Result<(), String> {
                 )));
             }
         }
-        template::check_https(url).map_err(|e| ctx(format!("{name}: {e}")))?;
+        template::check_https(url, allow_insecure).map_err(|e| ctx(format!("{name}: {e}")))?;
     }
     let credential_ids: BTreeSet<&str> =
         p.credential_fields.iter().map(|f| f.id.as_str()).collect();

@@ -191,7 +191,7 @@ impl IntegrationMutation {
             custom_provider: custom_provider(input.custom_provider)?,
         };
         Ok(Integration(
-            integrations::create(&state.db, &state.keys, &state.catalog, &scope, new).await?,
+            integrations::create(&state.deps(), &scope, new).await?,
         ))
     }
 
@@ -217,7 +217,7 @@ impl IntegrationMutation {
             custom_provider: custom_provider(input.custom_provider)?,
         };
         Ok(Integration(
-            integrations::update(&state.db, &state.keys, &scope, id, changes).await?,
+            integrations::update(&state.deps(), &scope, id, changes).await?,
         ))
     }
 

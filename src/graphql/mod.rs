@@ -3,6 +3,7 @@
 
 mod api_keys;
 mod applications;
+mod connect;
 mod connections;
 mod consumers;
 mod context;
@@ -45,6 +46,7 @@ pub struct MutationRoot(
     consumers::ConsumerMutation,
     integrations::IntegrationMutation,
     connections::ConnectionMutation,
+    connect::ConnectMutation,
 );
 
 pub type KeywaySchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;

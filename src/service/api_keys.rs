@@ -101,3 +101,17 @@ pub async fn find_active_by_secret(db: &DatabaseConnection, secret: &str) -> Res
         .await?;
     Ok(key.filter(|k| hashes_match(&k.secret_hash, &hash) && k.revoked_at.is_none()))
 }
+
+/// The application (and integration) a public key may start connect flows for.
+pub async fn scope_of_public_key(db: &DatabaseConnection, public_key: &str) -> Result<AppScope> {
+    if !public_key.starts_with(PUBLIC_KEY_PREFIX) || public_key.len() > 64 {
+        return Err(Error::Unauthenticated);
+    }
+    let key = Entity::find()
+        .filter(Column::PublicKey.eq(public_key))
+        .one(db)
+        .await?
+        .filter(|k| k.revoked_at.is_none())
+        .ok_or(Error::Unauthenticated)?;
+    Ok(AppScope::for_key(key.application_id, key.integration_id))
+}

@@ -11,11 +11,13 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use super::connections::Deps;
 use super::keys::{KeyStore, integration_binding};
 use super::pagination::{Page, PageRequest};
 use super::validate;
 use crate::auth::{AppScope, Tenancy};
 use crate::catalog::{self, Catalog, Provider};
+use crate::config::Config;
 use crate::crypto::Secret;
 use crate::error::{Error, Result};
 
@@ -48,15 +50,20 @@ pub struct IntegrationFilter {
     pub enabled: Option<bool>,
 }
 
-pub async fn create(
-    db: &DatabaseConnection,
-    keys: &KeyStore,
-    catalog: &Catalog,
-    scope: &AppScope,
-    input: NewIntegration,
-) -> Result<Model> {
+pub async fn create(deps: &Deps<'_>, scope: &AppScope, input: NewIntegration) -> Result<Model> {
     require_unrestricted(scope)?;
-    let provider = provider_for_new(catalog, &input.service_id, input.custom_provider.as_ref())?;
+    let Deps {
+        db,
+        keys,
+        catalog,
+        config,
+    } = *deps;
+    let provider = provider_for_new(
+        catalog,
+        config,
+        &input.service_id,
+        input.custom_provider.as_ref(),
+    )?;
     let id = Uuid::now_v7();
     let scopes = match input.scopes {
         Some(scopes) => validate_scopes(scopes)?,
@@ -104,13 +111,15 @@ pub async fn create(
 }
 
 pub async fn update(
-    db: &DatabaseConnection,
-    keys: &KeyStore,
+    deps: &Deps<'_>,
     scope: &AppScope,
     id: Uuid,
     changes: IntegrationChanges,
 ) -> Result<Model> {
     require_unrestricted(scope)?;
+    let Deps {
+        db, keys, config, ..
+    } = *deps;
     let current = get(db, scope, id).await?;
     let mut row: ActiveModel = current.clone().into();
     if let Some(client_id) = changes.client_id {
@@ -138,7 +147,7 @@ pub async fn update(
         if custom.service_id != current.service_id {
             return Err(Error::bad_input("customProvider.service_id cannot change"));
         }
-        catalog::validate_provider(&custom).map_err(Error::BadInput)?;
+        catalog::validate_provider(&custom, &insecure_allowed(config)).map_err(Error::BadInput)?;
         row.custom_provider = Set(Some(to_json(&custom)?));
     }
     row.updated_at = Set(Utc::now());
@@ -267,8 +276,17 @@ pub fn client_secret(keys: &KeyStore, integration: &Model) -> Result<Option<Secr
     Ok(Some(Secret::new(text)))
 }
 
+/// Plain-http provider URLs are accepted only for hosts an operator allowed.
+fn insecure_allowed(config: &Config) -> impl Fn(&url::Url) -> bool + '_ {
+    |url| {
+        url.host_str()
+            .is_some_and(|h| config.allows_private_host(h.trim_matches(['[', ']']), url.port()))
+    }
+}
+
 fn provider_for_new(
     catalog: &Catalog,
+    config: &Config,
     service_id: &str,
     custom: Option<&Provider>,
 ) -> Result<Arc<Provider>> {
@@ -284,7 +302,8 @@ fn provider_for_new(
                     "{service_id} is a catalog provider; pick another service id for a custom one"
                 )));
             }
-            catalog::validate_provider(custom).map_err(Error::BadInput)?;
+            catalog::validate_provider(custom, &insecure_allowed(config))
+                .map_err(Error::BadInput)?;
             Ok(Arc::new(custom.clone()))
         }
         None => catalog

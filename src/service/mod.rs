@@ -12,6 +12,7 @@ pub mod events;
 pub mod integrations;
 pub mod keys;
 pub mod last_used;
+pub mod oauth;
 pub mod pagination;
 pub mod redirect_uri;
 pub(crate) mod validate;

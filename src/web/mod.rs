@@ -3,6 +3,7 @@
 mod graphql;
 mod health;
 mod home;
+mod oauth;
 pub mod request_id;
 
 use actix_web::{HttpResponse, web};
@@ -13,6 +14,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/graphql", web::get().to(graphql::graphiql))
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
+        .route("/oauth/callback", web::get().to(oauth::callback))
+        .route("/connect/{integration_id}", web::get().to(oauth::connect))
         .default_service(web::to(not_found));
 }
 

@@ -10,6 +10,8 @@ mod cli;
 mod connections;
 mod consumers;
 mod encryption;
+mod fake_provider;
 mod integrations;
 mod isolation;
+mod oauth;
 mod server;

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 pub use credentials::{CredentialsInput, LiveCredentials, OAuthTokens, StoredCredentials};
 pub use listing::{ConnectionFilter, count, list};
-pub use settings::as_map as settings_map;
+pub use settings::{as_map as settings_map, merge as merge_settings};
 pub use state::ConnectionState;
 
 use super::events::{self, EventType};
@@ -83,10 +83,12 @@ pub struct ConnectionChanges {
 }
 
 /// What the services need besides the database.
+#[derive(Clone, Copy)]
 pub struct Deps<'a> {
     pub db: &'a DatabaseConnection,
     pub keys: &'a KeyStore,
     pub catalog: &'a Catalog,
+    pub config: &'a crate::config::Config,
 }
 
 pub async fn create(deps: &Deps<'_>, scope: &AppScope, input: NewConnection) -> Result<Model> {

@@ -1,0 +1,109 @@
+//! Calls to providers leave through here: one client built in one place, following no
+//! redirects, with timeouts, and an address check for URLs a tenant can influence.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// The client for token, revocation and (later) proxy calls.
+pub fn client(config: &Config) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(config.upstream_timeout_secs))
+        .connect_timeout(Duration::from_secs(5))
+        .user_agent(concat!("keyway/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(Error::internal)
+}
+
+/// A provider URL may be used: https to a public host, or a host an operator allowed.
+/// (Names are resolved again when called; this check refuses the obvious cases early.)
+pub fn check_url(config: &Config, url: &url::Url) -> Result<()> {
+    let refuse = |why: &str| Error::bad_input(format!("provider URL refused: {why}"));
+    let host = url.host_str().ok_or_else(|| refuse("no host"))?;
+    let allowed = config.allows_private_host(host.trim_matches(['[', ']']), url.port());
+    if allowed {
+        return Ok(());
+    }
+    if url.scheme() != "https" {
+        return Err(refuse("not https"));
+    }
+    let private = match url.host() {
+        Some(url::Host::Ipv4(ip)) => is_private(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => is_private(IpAddr::V6(ip)),
+        Some(url::Host::Domain(d)) => {
+            d.eq_ignore_ascii_case("localhost") || d.ends_with(".localhost")
+        }
+        None => true,
+    };
+    if private {
+        return Err(refuse("private or loopback host"));
+    }
+    Ok(())
+}
+
+fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| is_private(IpAddr::V4(v4)))
+        }
+    }
+}
+
+/// `oauth2`'s HTTP hook on our client: the crate builds the request, we send it.
+pub async fn send_oauth(
+    client: &reqwest::Client,
+    request: oauth2::HttpRequest,
+) -> std::result::Result<oauth2::HttpResponse, reqwest::Error> {
+    let request = reqwest::Request::try_from(request)?;
+    let response = client.execute(request).await?;
+    let mut builder = oauth2::http::Response::builder().status(response.status());
+    for (name, value) in response.headers() {
+        builder = builder.header(name, value);
+    }
+    let body = response.bytes().await?.to_vec();
+    // Status and headers came from a valid response, so building cannot fail.
+    Ok(builder.body(body).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_private_hosts_unless_allowed() {
+        let mut config = Config::default();
+        for bad in [
+            "http://api.example.com/",
+            "https://127.0.0.1/",
+            "https://10.1.2.3/",
+            "https://169.254.169.254/latest",
+            "https://[::1]/",
+            "https://localhost/",
+            "https://100.64.0.1/",
+            "https://[::ffff:127.0.0.1]/",
+        ] {
+            assert!(check_url(&config, &bad.parse().unwrap()).is_err(), "{bad}");
+        }
+        assert!(check_url(&config, &"https://api.example.com/x".parse().unwrap()).is_ok());
+        config.allowed_private_hosts = vec!["127.0.0.1:9000".into()];
+        assert!(check_url(&config, &"http://127.0.0.1:9000/token".parse().unwrap()).is_ok());
+        assert!(check_url(&config, &"http://127.0.0.1:9001/token".parse().unwrap()).is_err());
+    }
+}
