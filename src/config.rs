@@ -63,6 +63,8 @@ pub struct Config {
     pub allowed_private_hosts: Vec<String>,
     /// Timeout of each call to a provider (token, revocation), in seconds.
     pub upstream_timeout_secs: u64,
+    /// How long a replica may hold a connection's refresh lease before another may take over.
+    pub refresh_lease_secs: u64,
     pub log_format: LogFormat,
     /// A `tracing` filter (`info`, `keyway=debug,sea_orm=warn`, …); `RUST_LOG` overrides it.
     pub log_level: String,
@@ -86,6 +88,7 @@ impl Default for Config {
             http_workers: None,
             allowed_private_hosts: Vec::new(),
             upstream_timeout_secs: 15,
+            refresh_lease_secs: 30,
             log_format: LogFormat::Human,
             log_level: "info".to_owned(),
             graphiql: None,
@@ -116,6 +119,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("http_workers", Kind::Integer),
     ("allowed_private_hosts", Kind::List),
     ("upstream_timeout_secs", Kind::Integer),
+    ("refresh_lease_secs", Kind::Integer),
     ("log_format", Kind::Text),
     ("log_level", Kind::Text),
     ("graphiql", Kind::Boolean),
@@ -194,6 +198,9 @@ impl Config {
         }
         if !(1..=120).contains(&self.upstream_timeout_secs) {
             bail!("upstream_timeout_secs must be between 1 and 120");
+        }
+        if !(1..=300).contains(&self.refresh_lease_secs) {
+            bail!("refresh_lease_secs must be between 1 and 300");
         }
         if self.http_workers == Some(0) {
             bail!("http_workers must be at least 1");

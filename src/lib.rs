@@ -50,6 +50,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let http = upstream::client(&config).map_err(error::Error::into_anyhow)?;
     Ok(AppState {
         http,
+        refresher: Arc::new(service::refresh::Refresher::new(config.refresh_lease_secs)),
         db,
         config: Arc::new(config),
         last_used: Arc::new(LastUsedRecorder::default()),
@@ -84,9 +85,15 @@ impl Server {
         let db = state.db.clone();
         let keys = state.keys.clone();
         let keys_db = state.db.clone();
+        let refresher = state.refresher.clone();
+        let refresh_state = state.clone();
         let background = vec![
             tokio::spawn(async move { recorder.run(db).await }),
             tokio::spawn(async move { keys.run(keys_db).await }),
+            tokio::spawn(async move {
+                let every = std::time::Duration::from_secs(30);
+                refresher.run(refresh_state, every).await
+            }),
         ];
 
         let app_state = state.clone();

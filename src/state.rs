@@ -20,6 +20,7 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     /// The one client for calls to providers (`upstream::client`).
     pub http: reqwest::Client,
+    pub refresher: Arc<crate::service::refresh::Refresher>,
 }
 
 impl AppState {
@@ -29,6 +30,8 @@ impl AppState {
             keys: &self.keys,
             catalog: &self.catalog,
             config: &self.config,
+            http: &self.http,
+            refresher: &self.refresher,
         }
     }
 }

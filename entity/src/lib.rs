@@ -11,3 +11,4 @@ pub mod data_key;
 pub mod event;
 pub mod integration;
 pub mod oauth_flow;
+pub mod refresh_lease;

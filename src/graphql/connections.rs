@@ -343,12 +343,9 @@ impl ConnectionQuery {
         if !matches!(ctx.principal()?, Principal::SecretKey { .. }) {
             return Err(Error::Forbidden("only a secret key may read credentials").into());
         }
-        // Refresh arrives with the OAuth issue; until then a forced refresh cannot be honoured.
-        if force_refresh == Some(true) {
-            return Err(Error::bad_input("forceRefresh is not available yet").into());
-        }
         let (scope, uuid) = scoped(ctx, &id).await?;
-        let live = connections::credentials(&ctx.state()?.deps(), &scope, uuid).await?;
+        let force = force_refresh == Some(true);
+        let live = connections::credentials(&ctx.state()?.deps(), &scope, uuid, force).await?;
         let text = |s: Option<Secret>| s.map(|s| s.expose().to_owned());
         Ok(ConnectionCredentials {
             connection_id: id,
@@ -444,6 +441,36 @@ impl ConnectionMutation {
         Ok(Connection(
             connections::update(&ctx.state()?.deps(), &scope, id, changes).await?,
         ))
+    }
+
+    /// Permissions: as `createConnection`. Calls the provider's revocation endpoint when it
+    /// has one, wipes the credentials, marks the connection `REVOKED`.
+    async fn revoke_connection(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Connection> {
+        let (scope, id) = scoped(ctx, &id).await?;
+        Ok(Connection(
+            connections::revoke(&ctx.state()?.deps(), &scope, id).await?,
+        ))
+    }
+
+    /// Permissions: as `createConnection`. Refreshes the OAuth token now (exactly once even
+    /// when called concurrently, across replicas).
+    async fn refresh_connection(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Connection> {
+        let (scope, id) = scoped(ctx, &id).await?;
+        let state = ctx.state()?;
+        connections::get_live(&state.db, &scope, id).await?;
+        state
+            .refresher
+            .ensure_fresh(&state.deps(), id, true)
+            .await?;
+        Ok(Connection(connections::get(&state.db, &scope, id).await?))
     }
 
     /// Permissions: as `createConnection`. Leaves a tombstone with its credentials wiped.

@@ -57,6 +57,7 @@ pub async fn create(deps: &Deps<'_>, scope: &AppScope, input: NewIntegration) ->
         keys,
         catalog,
         config,
+        ..
     } = *deps;
     let provider = provider_for_new(
         catalog,

@@ -15,4 +15,5 @@ pub mod last_used;
 pub mod oauth;
 pub mod pagination;
 pub mod redirect_uri;
+pub mod refresh;
 pub(crate) mod validate;

@@ -66,9 +66,10 @@ fn is_private(ip: IpAddr) -> bool {
     }
 }
 
-/// `oauth2`'s HTTP hook on our client: the crate builds the request, we send it.
+/// `oauth2`'s HTTP hook on our client: the crate builds the request, we send it. Takes the
+/// client by value (a cheap handle) so the future borrows nothing.
 pub async fn send_oauth(
-    client: &reqwest::Client,
+    client: reqwest::Client,
     request: oauth2::HttpRequest,
 ) -> std::result::Result<oauth2::HttpResponse, reqwest::Error> {
     let request = reqwest::Request::try_from(request)?;

@@ -14,6 +14,21 @@ pub struct FakeState {
     /// code → PKCE challenge it was issued for.
     codes: HashMap<String, String>,
     pub token_requests: usize,
+    pub refresh_requests: usize,
+    /// refresh token → (family, still the live one of its family).
+    refresh_tokens: HashMap<String, (String, bool)>,
+    revoked_families: std::collections::HashSet<String>,
+    pub revoked: Vec<String>,
+    issued: usize,
+    // Knobs.
+    pub expires_in: u64,
+    pub delay_ms: u64,
+    pub omit_refresh_token: bool,
+    /// Only the first refresh request waits this long (a stalled exchange).
+    pub delay_first_refresh_ms: u64,
+    /// Accept a rotated refresh token again instead of revoking its family.
+    pub allow_reuse: bool,
+    pub fail_with: Option<String>,
 }
 
 pub struct FakeProvider {
@@ -24,12 +39,16 @@ pub struct FakeProvider {
 
 impl FakeProvider {
     pub async fn start() -> Self {
-        let state = Arc::new(Mutex::new(FakeState::default()));
+        let state = Arc::new(Mutex::new(FakeState {
+            expires_in: 3600,
+            ..FakeState::default()
+        }));
         let shared = state.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new(shared.clone()))
                 .route("/token", web::post().to(token))
+                .route("/revoke", web::post().to(revoke))
         })
         .workers(1)
         .disable_signals()
@@ -65,6 +84,14 @@ impl FakeProvider {
         self.state.lock().unwrap().token_requests
     }
 
+    pub fn refresh_requests(&self) -> usize {
+        self.state.lock().unwrap().refresh_requests
+    }
+
+    pub fn set(&self, knobs: impl FnOnce(&mut FakeState)) {
+        knobs(&mut self.state.lock().unwrap());
+    }
+
     /// A custom provider definition pointing here.
     pub fn definition(&self) -> serde_json::Value {
         json!({
@@ -72,6 +99,7 @@ impl FakeProvider {
             "oauth": {
                 "authorize_url": format!("{}/authorize", self.base),
                 "token_url": format!("{}/token", self.base),
+                "revoke_url": format!("{}/revoke", self.base),
                 "default_scopes": ["read", "write"], "scope_separator": ",", "pkce": true
             },
             "base_url": format!("{}/api", self.base),
@@ -89,8 +117,20 @@ async fn token(
     form: web::Form<HashMap<String, String>>,
     req: actix_web::HttpRequest,
 ) -> HttpResponse {
+    let delay = state.lock().unwrap().delay_ms;
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
+    // A stalled exchange: only the first refresh request waits, without holding the lock.
+    let first_delay = if form.get("grant_type").map(String::as_str) == Some("refresh_token") {
+        std::mem::take(&mut state.lock().unwrap().delay_first_refresh_ms)
+    } else {
+        0
+    };
+    if first_delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(first_delay)).await;
+    }
     let mut state = state.lock().unwrap();
-    state.token_requests += 1;
     // Client authentication: HTTP Basic (the default of RFC 6749 §2.3.1).
     let basic = req
         .headers()
@@ -100,22 +140,69 @@ async fn token(
     if !basic.starts_with("Basic ") {
         return HttpResponse::Unauthorized().json(json!({ "error": "invalid_client" }));
     }
-    if form.get("grant_type").map(String::as_str) != Some("authorization_code") {
-        return HttpResponse::BadRequest().json(json!({ "error": "unsupported_grant_type" }));
+    match form.get("grant_type").map(String::as_str) {
+        Some("authorization_code") => {
+            state.token_requests += 1;
+            let code = form.get("code").cloned().unwrap_or_default();
+            let Some(challenge) = state.codes.remove(&code) else {
+                return HttpResponse::BadRequest().json(json!({ "error": "invalid_grant" }));
+            };
+            let verifier = form.get("code_verifier").cloned().unwrap_or_default();
+            let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(Sha256::digest(verifier.as_bytes()));
+            if computed != challenge {
+                return HttpResponse::BadRequest()
+                    .json(json!({ "error": "invalid_grant", "error_description": "PKCE" }));
+            }
+            issue(&mut state, &code)
+        }
+        Some("refresh_token") => {
+            state.refresh_requests += 1;
+            if let Some(error) = state.fail_with.clone() {
+                return HttpResponse::BadRequest().json(json!({ "error": error }));
+            }
+            let presented = form.get("refresh_token").cloned().unwrap_or_default();
+            let Some((family, live)) = state.refresh_tokens.get(&presented).cloned() else {
+                return HttpResponse::BadRequest().json(json!({ "error": "invalid_grant" }));
+            };
+            if (!live && !state.allow_reuse) || state.revoked_families.contains(&family) {
+                // Reuse of a rotated refresh token: the whole family dies (RFC 9700 §4.14.2).
+                state.revoked_families.insert(family);
+                return HttpResponse::BadRequest().json(json!({ "error": "invalid_grant" }));
+            }
+            state
+                .refresh_tokens
+                .insert(presented, (family.clone(), false));
+            issue(&mut state, &family)
+        }
+        _ => HttpResponse::BadRequest().json(json!({ "error": "unsupported_grant_type" })),
     }
-    let code = form.get("code").cloned().unwrap_or_default();
-    let Some(challenge) = state.codes.remove(&code) else {
-        return HttpResponse::BadRequest().json(json!({ "error": "invalid_grant" }));
-    };
-    let verifier = form.get("code_verifier").cloned().unwrap_or_default();
-    let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(Sha256::digest(verifier.as_bytes()));
-    if computed != challenge {
-        return HttpResponse::BadRequest()
-            .json(json!({ "error": "invalid_grant", "error_description": "PKCE" }));
+}
+
+fn issue(state: &mut FakeState, family: &str) -> HttpResponse {
+    state.issued += 1;
+    let n = state.issued;
+    let mut body = json!({
+        "access_token": format!("at-{n}"), "token_type": "Bearer",
+        "expires_in": state.expires_in, "scope": "read,write"
+    });
+    if !state.omit_refresh_token || n == 1 {
+        let refresh = format!("rt-{n}");
+        state
+            .refresh_tokens
+            .insert(refresh.clone(), (family.to_owned(), true));
+        body["refresh_token"] = json!(refresh);
     }
-    HttpResponse::Ok().json(json!({
-        "access_token": format!("at-{code}"), "token_type": "Bearer", "expires_in": 3600,
-        "refresh_token": format!("rt-{code}"), "scope": "read,write"
-    }))
+    HttpResponse::Ok().json(body)
+}
+
+async fn revoke(
+    state: web::Data<Arc<Mutex<FakeState>>>,
+    form: web::Form<HashMap<String, String>>,
+) -> HttpResponse {
+    let mut state = state.lock().unwrap();
+    if let Some(token) = form.get("token") {
+        state.revoked.push(token.clone());
+    }
+    HttpResponse::Ok().finish()
 }

@@ -14,4 +14,5 @@ mod fake_provider;
 mod integrations;
 mod isolation;
 mod oauth;
+mod refresh;
 mod server;

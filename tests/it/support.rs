@@ -121,6 +121,11 @@ impl TestApp {
         })
     }
 
+    /// The PostgreSQL URL of this app's database, to start a second replica on it.
+    pub fn database_url(&self) -> Option<String> {
+        self.pg.as_ref().map(|pg| pg.url.clone())
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

@@ -89,6 +89,9 @@ pub struct Deps<'a> {
     pub keys: &'a KeyStore,
     pub catalog: &'a Catalog,
     pub config: &'a crate::config::Config,
+    /// The one client for calls to providers.
+    pub http: &'a reqwest::Client,
+    pub refresher: &'a crate::service::refresh::Refresher,
 }
 
 pub async fn create(deps: &Deps<'_>, scope: &AppScope, input: NewConnection) -> Result<Model> {
@@ -218,6 +221,53 @@ pub async fn update(
     .await
 }
 
+/// Withdraws access: calls the provider's RFC 7009 endpoint when it has one (a failure there
+/// is logged, not fatal: the credentials are wiped here regardless), marks the connection
+/// `revoked`, and emits `connection.revoked`.
+pub async fn revoke(deps: &Deps<'_>, scope: &AppScope, id: Uuid) -> Result<Model> {
+    let current = get_live(deps.db, scope, id).await?;
+    if let Some(sealed) = &current.credentials
+        && let Ok(StoredCredentials::Oauth2(tokens)) =
+            StoredCredentials::open(deps.keys, sealed, current.id, current.application_id)
+        && let Ok(provider) = provider_of(deps, &current).await
+        && let Some(integration_id) = current.integration_id
+    {
+        let integration = integrations::get_in(
+            deps.db,
+            crate::auth::Tenancy::Application(current.application_id),
+            integration_id,
+        )
+        .await?;
+        let environment = Environment::parse_stored(&current.environment);
+        let endpoint = crate::service::oauth::client::TokenEndpoint::new(
+            deps,
+            &integration,
+            &provider,
+            environment,
+            &current.settings,
+        )?;
+        // Revoking the refresh token ends the whole grant at most providers.
+        let (token, hint) = match &tokens.refresh_token {
+            Some(refresh) => (refresh.as_str(), "refresh_token"),
+            None => (tokens.access_token.as_str(), "access_token"),
+        };
+        if let Err(err) = endpoint.revoke(deps.http, token, hint).await {
+            tracing::warn!(connection = %id, error = %err, "provider revocation failed");
+        }
+    }
+    let mut row: ActiveModel = current.clone().into();
+    wipe(&mut row);
+    row.state = Set(ConnectionState::Revoked.as_str().to_owned());
+    row.revoked_at = Set(Some(Utc::now()));
+    let model = write(deps.db, current, row, |txn, model| async move {
+        events::record(&txn, EventType::Revoked, &model).await?;
+        Ok((txn, model))
+    })
+    .await?;
+    tracing::info!(connection = %model.id, "connection revoked");
+    Ok(model)
+}
+
 /// Leaves a tombstone: state `deleted`, credentials wiped, kept for audit.
 pub async fn delete(deps: &Deps<'_>, scope: &AppScope, id: Uuid) -> Result<Model> {
     let current = get_live(deps.db, scope, id).await?;
@@ -287,11 +337,24 @@ pub async fn provider_of(deps: &Deps<'_>, conn: &Model) -> Result<Arc<Provider>>
     integrations::provider(deps.catalog, &integration)
 }
 
-/// The decrypted credentials of a connection, for its application's backend.
-///
-/// Token refresh plugs in here: an OAuth token within five minutes of expiry (or any when
-/// `force_refresh`) will be refreshed first by the refresh service.
-pub async fn credentials(deps: &Deps<'_>, scope: &AppScope, id: Uuid) -> Result<LiveCredentials> {
+/// The decrypted credentials of a connection, for its application's backend. An OAuth token
+/// within five minutes of expiry (any token with `force_refresh`) is refreshed first; if that
+/// fails while the old token still lives, the old token is handed out.
+pub async fn credentials(
+    deps: &Deps<'_>,
+    scope: &AppScope,
+    id: Uuid,
+    force_refresh: bool,
+) -> Result<LiveCredentials> {
+    get_live(deps.db, scope, id).await?;
+    if let Err(err) = deps.refresher.ensure_fresh(deps, id, force_refresh).await {
+        let current = get_live(deps.db, scope, id).await?;
+        let still_valid = current.expires_at.is_none_or(|at| at > Utc::now());
+        if force_refresh || !still_valid {
+            return Err(err);
+        }
+        tracing::warn!(connection = %id, "refresh failed; handing out the unexpired token");
+    }
     let conn = get_live(deps.db, scope, id).await?;
     let provider = provider_of(deps, &conn).await?;
     let sealed = match (

@@ -7,17 +7,12 @@
 //! with a client that follows no redirects, stores the tokens, and sends the browser back to
 //! the application's exact redirect URI.
 
+pub mod client;
+
 use chrono::{DateTime, Duration, Utc};
+use client::{Endpoints, TokenEndpoint, Tokens, spec as oauth};
 use entity::oauth_flow::{ActiveModel, Column, Entity, Model};
-use oauth2::basic::{
-    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
-    BasicTokenType,
-};
-use oauth2::{
-    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, ExtraTokenFields,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, StandardRevocableToken,
-    StandardTokenResponse, TokenResponse, TokenUrl,
-};
+use oauth2::{AuthUrl, ClientId, CsrfToken, PkceCodeChallenge, RedirectUrl};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use serde_json::{Map, Value};
@@ -28,7 +23,7 @@ use super::connections::{
 };
 use super::integrations;
 use crate::auth::{AppScope, Tenancy};
-use crate::catalog::{ClientAuth, Provider, template};
+use crate::catalog::template;
 use crate::crypto::Binding;
 use crate::crypto::tokens::{hash_secret, random_base64};
 use crate::error::{Error, Result};
@@ -89,7 +84,7 @@ pub async fn start(deps: &Deps<'_>, scope: &AppScope, input: StartFlow) -> Resul
             "the integration has no OAuth client id".into(),
         ));
     };
-    let endpoints = Endpoints::of(&provider, input.environment)?;
+    let endpoints = Endpoints::of(oauth(&provider)?, input.environment);
     let app = applications::get(
         deps.db,
         Tenancy::Application(scope.application_id()),
@@ -239,7 +234,7 @@ pub async fn callback(
             Ok(back(&[("connection_id", id.as_str())]))
         }
         Err(err) => {
-            tracing::warn!(flow = %flow.id, error = %err, "token exchange failed");
+            tracing::warn!(flow = %flow.id, error = ?err, "token exchange failed");
             Ok(back(&[
                 ("error", "server_error"),
                 ("error_description", "token exchange failed"),
@@ -248,72 +243,30 @@ pub async fn callback(
     }
 }
 
-struct Tokens {
-    access: String,
-    refresh: Option<String>,
-    token_type: String,
-    expires_at: Option<DateTime<Utc>>,
-    scopes: Option<Vec<String>>,
-    extra: Map<String, Value>,
-}
-
 async fn exchange(
     deps: &Deps<'_>,
     http: &reqwest::Client,
     flow: &Model,
     code: String,
-) -> anyhow::Result<Tokens> {
+) -> Result<Tokens> {
     let tenancy = Tenancy::Application(flow.application_id);
-    let integration = integrations::get_in(deps.db, tenancy, flow.integration_id)
+    let integration = integrations::get_in(deps.db, tenancy, flow.integration_id).await?;
+    let provider = integrations::provider(deps.catalog, &integration)?;
+    let environment = Environment::parse_stored(&flow.environment);
+    let endpoint = TokenEndpoint::new(deps, &integration, &provider, environment, &flow.settings)?;
+    let verifier = match &flow.pkce_verifier {
+        Some(sealed) => {
+            let plain = deps
+                .keys
+                .open_sealed(sealed, flow_binding(flow.id, flow.application_id))?;
+            Some(String::from_utf8(plain.to_vec()).map_err(Error::internal)?)
+        }
+        None => None,
+    };
+    endpoint
+        .exchange_code(http, code, verifier)
         .await
-        .map_err(Error::into_anyhow)?;
-    let provider =
-        integrations::provider(deps.catalog, &integration).map_err(Error::into_anyhow)?;
-    let oauth = oauth(&provider).map_err(Error::into_anyhow)?;
-    let endpoints = Endpoints::of(&provider, Environment::parse_stored(&flow.environment))
-        .map_err(Error::into_anyhow)?;
-    let token_url = template::render(&endpoints.token, &connections::settings_map(&flow.settings))
-        .map_err(anyhow::Error::msg)?;
-    let client_id = integration.client_id.clone().unwrap_or_default();
-    let mut client = TokenClient::new(ClientId::new(client_id))
-        .set_token_uri(TokenUrl::new(token_url)?)
-        .set_redirect_uri(RedirectUrl::new(deps.config.oauth_callback_url())?)
-        .set_auth_type(match oauth.client_auth {
-            ClientAuth::Basic => oauth2::AuthType::BasicAuth,
-            ClientAuth::RequestBody => oauth2::AuthType::RequestBody,
-        });
-    if let Some(secret) =
-        integrations::client_secret(deps.keys, &integration).map_err(|e| e.into_anyhow())?
-    {
-        client = client.set_client_secret(ClientSecret::new(secret.expose().to_owned()));
-    }
-    let mut request = client.exchange_code(AuthorizationCode::new(code));
-    if let Some(sealed) = &flow.pkce_verifier {
-        let verifier = deps
-            .keys
-            .open_sealed(sealed, flow_binding(flow.id, flow.application_id))
-            .map_err(|e| e.into_anyhow())?;
-        request =
-            request.set_pkce_verifier(PkceCodeVerifier::new(String::from_utf8(verifier.to_vec())?));
-    }
-    let send = |req| crate::upstream::send_oauth(http, req);
-    let response = request.request_async(&send).await.map_err(|e| match e {
-        RequestTokenError::ServerResponse(r) => anyhow::anyhow!("provider refused: {}", r.error()),
-        other => anyhow::anyhow!("token request failed: {other}"),
-    })?;
-    Ok(Tokens {
-        access: response.access_token().secret().clone(),
-        refresh: response.refresh_token().map(|t| t.secret().clone()),
-        token_type: "Bearer".into(),
-        expires_at: response
-            .expires_in()
-            .and_then(|d| Duration::from_std(d).ok())
-            .map(|d| Utc::now() + d),
-        scopes: response
-            .scopes()
-            .map(|s| s.iter().map(|s| s.to_string()).collect()),
-        extra: response.extra_fields().0.clone(),
-    })
+        .map_err(|e| Error::Upstream(e.to_string()))
 }
 
 /// Writes the tokens to a new connection, or to the one being re-authorized.
@@ -354,7 +307,7 @@ async fn store(
         access_token: Some(crate::crypto::Secret::new(tokens.access)),
         refresh_token: tokens.refresh.map(crate::crypto::Secret::new),
         expires_at: tokens.expires_at,
-        token_type: Some(tokens.token_type),
+        token_type: Some("Bearer".into()),
         // RFC 6749 §5.1: no scope in the answer means the requested ones were granted.
         scopes: Some(tokens.scopes.unwrap_or(requested)),
     };
@@ -381,48 +334,6 @@ async fn store(
             Ok(connections::create(deps, &scope, new).await?.id)
         }
     }
-}
-
-/// Token-response fields beyond RFC 6749's, kept for settings such as `instance_url`.
-#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
-struct Extra(#[serde(default)] Map<String, Value>);
-
-impl ExtraTokenFields for Extra {}
-
-type TokenClient = oauth2::Client<
-    BasicErrorResponse,
-    StandardTokenResponse<Extra, BasicTokenType>,
-    BasicTokenIntrospectionResponse,
-    StandardRevocableToken,
-    BasicRevocationErrorResponse,
->;
-
-struct Endpoints {
-    authorize: String,
-    token: String,
-}
-
-impl Endpoints {
-    fn of(provider: &Provider, environment: Environment) -> Result<Self> {
-        let oauth = oauth(provider)?;
-        let sandbox = match environment {
-            Environment::Sandbox => oauth.sandbox.clone().unwrap_or_default(),
-            Environment::Production => Default::default(),
-        };
-        Ok(Self {
-            authorize: sandbox
-                .authorize_url
-                .unwrap_or_else(|| oauth.authorize_url.clone()),
-            token: sandbox.token_url.unwrap_or_else(|| oauth.token_url.clone()),
-        })
-    }
-}
-
-fn oauth(provider: &Provider) -> Result<&crate::catalog::OAuthSpec> {
-    provider
-        .oauth
-        .as_ref()
-        .ok_or_else(|| Error::bad_input(format!("{} does not use OAuth2", provider.service_id)))
 }
 
 /// The authorization server's issuer identifier: its origin (RFC 9207 allows a path, but

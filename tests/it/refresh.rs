@@ -1,0 +1,318 @@
+//! Token refresh: on demand near expiry, exactly once under concurrency (one process, and
+//! two instances sharing one PostgreSQL), rotation, backoff, invalid, and revocation.
+
+use serde_json::{Value, json};
+
+use crate::fake_provider::FakeProvider;
+use crate::oauth::{APP_REDIRECT, callback, connect_link, query_of, setup};
+use crate::support::{Backend, Tenant, TestApp};
+
+const CREDS: &str = "query($id: ID!, $f: Boolean) { connectionCredentials(id: $id, forceRefresh: $f, includeRefreshToken: true) { accessToken refreshToken expiresAt } }";
+
+/// Runs the OAuth flow once and returns the new connection's id.
+async fn connected(app: &TestApp, fake: &FakeProvider, tenant: &Tenant) -> String {
+    let body = connect_link(app, &tenant.key, APP_REDIRECT).await;
+    let q = query_of(body["data"]["createConnectLink"]["url"].as_str().unwrap());
+    let code = fake.issue_code(&q["code_challenge"]);
+    let done = callback(app, &[("code", &code), ("state", &q["state"])]).await;
+    query_of(done.headers()["location"].to_str().unwrap())["connection_id"].clone()
+}
+
+async fn event_types(app: &TestApp) -> Vec<String> {
+    use sea_orm::{ConnectionTrait, Statement};
+    let backend = app.db().get_database_backend();
+    app.db()
+        .query_all_raw(Statement::from_string(
+            backend,
+            "SELECT event_type FROM events ORDER BY id",
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get::<String>("", "event_type").unwrap())
+        .collect()
+}
+
+macro_rules! refresh_test {
+    ($name:ident, |$app:ident, $fake:ident, $tenant:ident| $body:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                let ($app, $fake, $tenant, _) = setup(Backend::Sqlite).await.unwrap();
+                $body.await;
+                $app.stop().await;
+                $fake.stop().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                let Some(($app, $fake, $tenant, _)) = setup(Backend::Postgres).await else {
+                    return;
+                };
+                $body.await;
+                $app.stop().await;
+                $fake.stop().await;
+            }
+        }
+    };
+}
+
+refresh_test!(
+    near_expiry_tokens_are_refreshed_and_rotated,
+    |app, fake, tenant| async {
+        // Tokens that live 60 s are inside the 5-minute margin: every read refreshes first.
+        fake.set(|s| s.expires_in = 60);
+        let id = connected(&app, &fake, &tenant).await;
+        let data = app.ok(&tenant.key, CREDS, json!({ "id": id })).await;
+        assert_eq!(data["connectionCredentials"]["accessToken"], "at-2");
+        assert_eq!(
+            data["connectionCredentials"]["refreshToken"], "rt-2",
+            "rotated"
+        );
+        assert_eq!(fake.refresh_requests(), 1);
+
+        // Long-lived tokens are handed out as they are.
+        fake.set(|s| s.expires_in = 3600);
+        let data = app.ok(&tenant.key, CREDS, json!({ "id": id })).await;
+        assert_eq!(data["connectionCredentials"]["accessToken"], "at-3");
+        let data = app.ok(&tenant.key, CREDS, json!({ "id": id })).await;
+        assert_eq!(data["connectionCredentials"]["accessToken"], "at-3");
+        assert_eq!(fake.refresh_requests(), 2);
+
+        // A response without refresh_token keeps the old one.
+        fake.set(|s| s.omit_refresh_token = true);
+        let data = app
+            .ok(&tenant.key, CREDS, json!({ "id": id, "f": true }))
+            .await;
+        assert_eq!(data["connectionCredentials"]["accessToken"], "at-4");
+        assert_eq!(data["connectionCredentials"]["refreshToken"], "rt-3");
+        assert!(
+            event_types(&app)
+                .await
+                .iter()
+                .filter(|e| *e == "connection.refreshed")
+                .count()
+                == 3
+        );
+    }
+);
+
+refresh_test!(
+    two_hundred_concurrent_readers_cause_one_refresh,
+    |app, fake, tenant| async {
+        let id = connected(&app, &fake, &tenant).await;
+        expire(&app, &id).await;
+        fake.set(|s| s.delay_ms = 200);
+        let reads = (0..200).map(|_| app.graphql(&tenant.key, CREDS, json!({ "id": id })));
+        let answers = futures_util::future::join_all(reads).await;
+        let ok = answers
+            .iter()
+            .filter(|(_, body)| body["data"]["connectionCredentials"]["accessToken"] == "at-2")
+            .count();
+        assert_eq!(
+            ok,
+            200,
+            "{:?}",
+            answers.iter().find(|(_, b)| b.get("errors").is_some())
+        );
+        assert_eq!(fake.refresh_requests(), 1);
+    }
+);
+
+refresh_test!(
+    repeated_invalid_grant_makes_the_connection_invalid_once,
+    |app, fake, tenant| async {
+        let id = connected(&app, &fake, &tenant).await;
+        fake.set(|s| s.fail_with = Some("invalid_grant".into()));
+        for attempt in 1..=3 {
+            // Let the cooldown pass, as time would.
+            clear_cooldown(&app).await;
+            let (_, body) = app
+                .graphql(&tenant.key, CREDS, json!({ "id": id, "f": true }))
+                .await;
+            assert_eq!(
+                body["errors"][0]["extensions"]["code"], "UPSTREAM_ERROR",
+                "attempt {attempt}"
+            );
+        }
+        let data = app
+            .ok(
+                &tenant.key,
+                "query($id: ID!) { connection(id: $id) { state } }",
+                json!({ "id": id }),
+            )
+            .await;
+        assert_eq!(data["connection"]["state"], "INVALID");
+        let events = event_types(&app).await;
+        assert_eq!(
+            events.iter().filter(|e| *e == "connection.invalid").count(),
+            1
+        );
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| *e == "connection.refresh_failed")
+                .count(),
+            2
+        );
+
+        // While cooling down, no request reaches the provider.
+        let before = fake.refresh_requests();
+        let (_, body) = app
+            .graphql(&tenant.key, CREDS, json!({ "id": id, "f": true }))
+            .await;
+        assert_eq!(body["errors"][0]["extensions"]["code"], "UPSTREAM_ERROR");
+        assert_eq!(fake.refresh_requests(), before);
+    }
+);
+
+refresh_test!(
+    revoke_calls_the_provider_and_wipes_credentials,
+    |app, fake, tenant| async {
+        let id = connected(&app, &fake, &tenant).await;
+        let data = app
+        .ok(&tenant.key, "mutation($id: ID!) { revokeConnection(id: $id) { state hasCredentials revokedAt } }", json!({ "id": id }))
+        .await;
+        assert_eq!(data["revokeConnection"]["state"], "REVOKED");
+        assert_eq!(data["revokeConnection"]["hasCredentials"], false);
+        assert_eq!(fake.state.lock().unwrap().revoked, vec!["rt-1".to_owned()]);
+        let (_, body) = app.graphql(&tenant.key, CREDS, json!({ "id": id })).await;
+        assert_eq!(body["errors"][0]["extensions"]["code"], "CONFLICT");
+        assert_eq!(
+            event_types(&app).await.last().unwrap(),
+            "connection.revoked"
+        );
+    }
+);
+
+refresh_test!(refresh_connection_forces_one, |app, fake, tenant| async {
+    let id = connected(&app, &fake, &tenant).await;
+    let data = app
+        .ok(
+            &tenant.key,
+            "mutation($id: ID!) { refreshConnection(id: $id) { state expiresAt } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(data["refreshConnection"]["state"], "CALLABLE");
+    assert_eq!(fake.refresh_requests(), 1);
+});
+
+/// Two instances on one PostgreSQL database, 100 readers each: one token request in all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_on_postgres_refresh_once() {
+    let Some((first, fake, tenant, _)) = setup_with_key(Backend::Postgres).await else {
+        return;
+    };
+    let shared = first.database_url().unwrap();
+    let host = fake.host();
+    let second = TestApp::with_config(Backend::Postgres, |c| {
+        c.database_url = Some(keyway::crypto::Secret::new(shared));
+        c.master_key = Some(keyway::crypto::Secret::new("42".repeat(32)));
+        c.allowed_private_hosts = vec![host];
+    })
+    .await
+    .unwrap();
+    let id = connected(&first, &fake, &tenant).await;
+    expire(&first, &id).await;
+    fake.set(|s| s.delay_ms = 300);
+    let reads = (0..200).map(|i| {
+        let app = if i % 2 == 0 { &first } else { &second };
+        app.graphql(&tenant.key, CREDS, json!({ "id": id }))
+    });
+    let answers: Vec<(reqwest::StatusCode, Value)> = futures_util::future::join_all(reads).await;
+    let ok = answers
+        .iter()
+        .filter(|(_, body)| body["data"]["connectionCredentials"]["accessToken"] == "at-2")
+        .count();
+    assert_eq!(
+        ok,
+        200,
+        "{:?}",
+        answers.iter().find(|(_, b)| b.get("errors").is_some())
+    );
+    assert_eq!(fake.refresh_requests(), 1);
+    second.stop().await;
+    first.stop().await;
+    fake.stop().await;
+}
+
+async fn setup_with_key(backend: Backend) -> Option<(TestApp, FakeProvider, Tenant, String)> {
+    crate::oauth::setup_with(backend, |c| {
+        c.master_key = Some(keyway::crypto::Secret::new("42".repeat(32)))
+    })
+    .await
+}
+
+async fn expire(app: &TestApp, _id: &str) {
+    use sea_orm::ConnectionTrait;
+    app.db()
+        .execute_unprepared("UPDATE connections SET expires_at = created_at")
+        .await
+        .unwrap();
+}
+
+async fn clear_cooldown(app: &TestApp) {
+    use sea_orm::ConnectionTrait;
+    app.db()
+        .execute_unprepared("UPDATE connections SET next_refresh_at = NULL")
+        .await
+        .unwrap();
+}
+
+/// Instance A's refresh stalls past its lease; instance B (same store) takes over and writes
+/// newer tokens; A's late answer is discarded by the version fence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_lease_holder_cannot_overwrite_newer_tokens() {
+    let (a, fake, tenant, _) =
+        crate::oauth::setup_with(Backend::Sqlite, |c| c.refresh_lease_secs = 1)
+            .await
+            .unwrap();
+    let dir = a.data_dir().to_path_buf();
+    let host = fake.host();
+    let b = TestApp::with_config(Backend::Sqlite, |c| {
+        c.data_dir = dir;
+        c.allowed_private_hosts = vec![host];
+        c.refresh_lease_secs = 1;
+    })
+    .await
+    .unwrap();
+    let id = connected(&a, &fake, &tenant).await;
+    expire(&a, &id).await;
+    fake.set(|s| {
+        s.delay_first_refresh_ms = 2500;
+        s.allow_reuse = true;
+    });
+    let (from_a, from_b) =
+        tokio::join!(a.graphql(&tenant.key, CREDS, json!({ "id": id })), async {
+            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+            b.graphql(&tenant.key, CREDS, json!({ "id": id })).await
+        });
+    // B refreshed first (at-2); A's stalled exchange came back later (at-3) and lost.
+    assert_eq!(
+        from_b.1["data"]["connectionCredentials"]["accessToken"], "at-2",
+        "{}",
+        from_b.1
+    );
+    assert_eq!(
+        from_a.1["data"]["connectionCredentials"]["accessToken"], "at-2",
+        "{}",
+        from_a.1
+    );
+    assert_eq!(fake.refresh_requests(), 2);
+    let data = b.ok(&tenant.key, CREDS, json!({ "id": id })).await;
+    assert_eq!(data["connectionCredentials"]["accessToken"], "at-2");
+    assert_eq!(
+        event_types(&a)
+            .await
+            .iter()
+            .filter(|e| *e == "connection.refreshed")
+            .count(),
+        1
+    );
+    b.stop().await;
+    a.stop().await;
+    fake.stop().await;
+}
