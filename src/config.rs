@@ -65,6 +65,8 @@ pub struct Config {
     pub upstream_timeout_secs: u64,
     /// How long a replica may hold a connection's refresh lease before another may take over.
     pub refresh_lease_secs: u64,
+    /// The built-in demo OAuth provider at `/demo-provider/`; defaults to on outside production.
+    pub demo_provider: Option<bool>,
     pub log_format: LogFormat,
     /// A `tracing` filter (`info`, `keyway=debug,sea_orm=warn`, …); `RUST_LOG` overrides it.
     pub log_level: String,
@@ -89,6 +91,7 @@ impl Default for Config {
             allowed_private_hosts: Vec::new(),
             upstream_timeout_secs: 15,
             refresh_lease_secs: 30,
+            demo_provider: None,
             log_format: LogFormat::Human,
             log_level: "info".to_owned(),
             graphiql: None,
@@ -120,6 +123,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("allowed_private_hosts", Kind::List),
     ("upstream_timeout_secs", Kind::Integer),
     ("refresh_lease_secs", Kind::Integer),
+    ("demo_provider", Kind::Boolean),
     ("log_format", Kind::Text),
     ("log_level", Kind::Text),
     ("graphiql", Kind::Boolean),
@@ -223,8 +227,20 @@ impl Config {
         self.introspection.unwrap_or(!self.is_production())
     }
 
-    /// Whether an operator allowed this (private or loopback) host, with or without port.
+    pub fn demo_provider_enabled(&self) -> bool {
+        self.demo_provider.unwrap_or(!self.is_production())
+    }
+
+    /// Whether an operator allowed this (private or loopback) host, with or without port —
+    /// or it is this server itself while the demo provider is on.
     pub fn allows_private_host(&self, host: &str, port: Option<u16>) -> bool {
+        if self.demo_provider_enabled()
+            && let Ok(own) = Url::parse(&self.public_base_url())
+            && own.host_str() == Some(host)
+            && own.port() == port
+        {
+            return true;
+        }
         self.allowed_private_hosts.iter().any(|allowed| {
             allowed.eq_ignore_ascii_case(host)
                 || port.is_some_and(|p| allowed.eq_ignore_ascii_case(&format!("{host}:{p}")))

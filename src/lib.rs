@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod demo;
 pub mod error;
 pub mod graphql;
 pub mod ids;
@@ -36,7 +37,16 @@ use crate::state::AppState;
 /// Connects to the database and, unless told not to, brings its schema up to date; loads the
 /// catalog and opens the keyring. Any failure stops the start with a message saying why.
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
-    let catalog = catalog::Catalog::builtin().map_err(anyhow::Error::msg)?;
+    let mut catalog = catalog::Catalog::builtin().map_err(anyhow::Error::msg)?;
+    if config.demo_provider_enabled() {
+        let entry = demo::catalog_entry(&config.public_base_url());
+        catalog
+            .add_local(entry, &|url| {
+                url.host_str()
+                    .is_some_and(|h| config.allows_private_host(h, url.port()))
+            })
+            .map_err(anyhow::Error::msg)?;
+    }
     let master = crypto::master::load(&config)?;
     let db = store::connect(&config).await?;
     if config.auto_migrate {
@@ -51,6 +61,9 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     Ok(AppState {
         http,
         refresher: Arc::new(service::refresh::Refresher::new(config.refresh_lease_secs)),
+        demo: config
+            .demo_provider_enabled()
+            .then(|| Arc::new(demo::DemoProvider::default())),
         db,
         config: Arc::new(config),
         last_used: Arc::new(LastUsedRecorder::default()),
@@ -76,8 +89,16 @@ pub enum Signals {
 }
 
 impl Server {
-    pub async fn start(config: Config, signals: Signals) -> anyhow::Result<Self> {
+    pub async fn start(mut config: Config, signals: Signals) -> anyhow::Result<Self> {
         let listen = config.listen;
+        // Bind first: with port 0 the real address is known only now, and redirect URIs
+        // (and the demo provider) need it when no public_url is configured.
+        let listener =
+            std::net::TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
+        let bound = listener.local_addr()?;
+        if config.public_url.is_none() {
+            config.public_url = Some(format!("http://{bound}").parse()?);
+        }
         let state = build_state(config).await?;
         let schema = graphql::build_schema(state.clone());
 
@@ -106,8 +127,8 @@ impl Server {
                 .configure(web::routes)
         })
         .shutdown_timeout(10)
-        .bind(listen)
-        .with_context(|| format!("binding {listen}"))?;
+        .listen(listener)
+        .with_context(|| format!("listening on {bound}"))?;
         if let Some(workers) = state.config.http_workers {
             server = server.workers(workers);
         }

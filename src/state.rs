@@ -21,6 +21,8 @@ pub struct AppState {
     /// The one client for calls to providers (`upstream::client`).
     pub http: reqwest::Client,
     pub refresher: Arc<crate::service::refresh::Refresher>,
+    /// The built-in sandbox provider, when `demo_provider` is on.
+    pub demo: Option<Arc<crate::demo::DemoProvider>>,
 }
 
 impl AppState {

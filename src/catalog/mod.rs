@@ -43,6 +43,20 @@ impl Catalog {
         Ok(Self { providers })
     }
 
+    /// Adds a provider served by this deployment (the demo provider), whose plain-http URLs
+    /// `allow_insecure` vouches for.
+    pub fn add_local(
+        &mut self,
+        definition: serde_json::Value,
+        allow_insecure: &dyn Fn(&url::Url) -> bool,
+    ) -> Result<(), String> {
+        let provider: Provider = serde_json::from_value(definition).map_err(|e| e.to_string())?;
+        validate::provider(&provider, allow_insecure)?;
+        self.providers
+            .insert(provider.service_id.clone(), Arc::new(provider));
+        Ok(())
+    }
+
     pub fn get(&self, service_id: &str) -> Option<&Arc<Provider>> {
         self.providers.get(service_id)
     }

@@ -1,5 +1,6 @@
 //! Plain HTTP routes beside GraphQL, and the route table.
 
+mod demo_provider;
 mod graphql;
 mod health;
 mod home;
@@ -16,6 +17,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(health::readyz))
         .route("/oauth/callback", web::get().to(oauth::callback))
         .route("/connect/{integration_id}", web::get().to(oauth::connect))
+        .service(
+            web::scope("/demo-provider")
+                .route("/authorize", web::get().to(demo_provider::consent))
+                .route("/authorize", web::post().to(demo_provider::decide))
+                .route("/token", web::post().to(demo_provider::token))
+                .route("/revoke", web::post().to(demo_provider::revoke))
+                .route("/api/me", web::get().to(demo_provider::me))
+                .route("/api/contacts", web::get().to(demo_provider::contacts)),
+        )
         .default_service(web::to(not_found));
 }
 

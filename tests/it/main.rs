@@ -9,6 +9,7 @@ mod bad_input;
 mod cli;
 mod connections;
 mod consumers;
+mod demo;
 mod encryption;
 mod fake_provider;
 mod integrations;
