@@ -95,6 +95,31 @@ impl Connection {
         serde_json::from_value(self.0.granted_scopes.clone()).unwrap_or_default()
     }
 
+    /// Scopes the integration asks for that this connection was not granted (OAuth2).
+    async fn missing_scopes(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<String>> {
+        if self.0.auth_type != "oauth2" || self.0.credentials.is_none() {
+            return Ok(Vec::new());
+        }
+        let Some(integration_id) = self.0.integration_id else {
+            return Ok(Vec::new());
+        };
+        let state = ctx.state()?;
+        let tenancy = crate::auth::Tenancy::Application(self.0.application_id);
+        let integration = integrations::get_in(&state.db, tenancy, integration_id).await?;
+        let granted: Vec<String> =
+            serde_json::from_value(self.0.granted_scopes.clone()).unwrap_or_default();
+        Ok(integrations::scopes(&integration)
+            .into_iter()
+            .filter(|s| !granted.contains(s))
+            .collect())
+    }
+
+    /// True when the integration now asks for scopes this connection lacks: the consumer
+    /// should authorize again (`createConnectLink` with `connectionId`).
+    async fn needs_reauthorization(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        Ok(!self.missing_scopes(ctx).await?.is_empty())
+    }
+
     async fn user_email(&self) -> Option<&str> {
         self.0.user_email.as_deref()
     }

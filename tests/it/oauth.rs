@@ -122,6 +122,39 @@ oauth_test!(
         assert_eq!(data["connectionCredentials"]["accessToken"], "at-1");
         assert_eq!(data["connectionCredentials"]["refreshToken"], "rt-1");
 
+        // Granted scopes are stored; asking for more later flags the connection.
+        let data = app
+            .ok(
+                &tenant.key,
+                "query($id: ID!) { connection(id: $id) { grantedScopes needsReauthorization } }",
+                json!({ "id": connection_id }),
+            )
+            .await;
+        assert_eq!(
+            data["connection"],
+            json!({ "grantedScopes": ["read", "write"], "needsReauthorization": false })
+        );
+        let integration = app
+            .ok(
+                &tenant.key,
+                "{ integrations { edges { node { id } } } }",
+                json!({}),
+            )
+            .await["integrations"]["edges"][0]["node"]["id"]
+            .clone();
+        app.ok(&tenant.key, "mutation($id: ID!) { updateIntegration(id: $id, input: {scopes: [\"read\", \"write\", \"admin\"]}) { id } }", json!({ "id": integration })).await;
+        let data = app
+            .ok(
+                &tenant.key,
+                "query($id: ID!) { connection(id: $id) { missingScopes needsReauthorization } }",
+                json!({ "id": connection_id }),
+            )
+            .await;
+        assert_eq!(
+            data["connection"],
+            json!({ "missingScopes": ["admin"], "needsReauthorization": true })
+        );
+
         // The same callback again: refused, and no second token request.
         let replay = callback(&app, &[("code", &code), ("state", &q["state"])]).await;
         assert_eq!(replay.status(), StatusCode::BAD_REQUEST);

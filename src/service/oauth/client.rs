@@ -71,6 +71,7 @@ pub struct TokenEndpoint {
     client_id: String,
     client_secret: Option<String>,
     client_auth: ClientAuth,
+    scope_separator: String,
 }
 
 impl TokenEndpoint {
@@ -116,6 +117,7 @@ impl TokenEndpoint {
             client_id,
             client_secret,
             client_auth: oauth.client_auth,
+            scope_separator: oauth.scope_separator.clone(),
         })
     }
 
@@ -130,7 +132,7 @@ impl TokenEndpoint {
             request = request.set_pkce_verifier(PkceCodeVerifier::new(verifier));
         }
         let send = |req| crate::upstream::send_oauth(http.clone(), req);
-        tokens(request.request_async(&send).await)
+        tokens(request.request_async(&send).await, &self.scope_separator)
     }
 
     pub async fn refresh(
@@ -140,12 +142,12 @@ impl TokenEndpoint {
     ) -> std::result::Result<Tokens, TokenError> {
         let token = RefreshToken::new(refresh_token);
         let send = |req| crate::upstream::send_oauth(http.clone(), req);
-        tokens(
-            self.client
-                .exchange_refresh_token(&token)
-                .request_async(&send)
-                .await,
-        )
+        let response = self
+            .client
+            .exchange_refresh_token(&token)
+            .request_async(&send)
+            .await;
+        tokens(response, &self.scope_separator)
     }
 
     /// RFC 7009 revocation, when the provider has an endpoint. `Ok(false)` when it has none.
@@ -191,11 +193,14 @@ impl TokenEndpoint {
     }
 }
 
+/// `separator`: the provider's scope separator. The crate splits `scope` on spaces only, so
+/// comma-separating providers (Slack, Shopify, Zoho, …) are split again here.
 fn tokens<E: std::error::Error + 'static>(
     result: std::result::Result<
         StandardTokenResponse<Extra, BasicTokenType>,
         RequestTokenError<E, BasicErrorResponse>,
     >,
+    separator: &str,
 ) -> std::result::Result<Tokens, TokenError> {
     match result {
         Ok(response) => Ok(Tokens {
@@ -205,9 +210,13 @@ fn tokens<E: std::error::Error + 'static>(
                 .expires_in()
                 .and_then(|d| Duration::from_std(d).ok())
                 .map(|d| Utc::now() + d),
-            scopes: response
-                .scopes()
-                .map(|s| s.iter().map(|s| s.to_string()).collect()),
+            scopes: response.scopes().map(|scopes| {
+                scopes
+                    .iter()
+                    .flat_map(|s| s.split(separator).map(str::to_owned).collect::<Vec<_>>())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            }),
             extra: response.extra_fields().0.clone(),
         }),
         Err(RequestTokenError::ServerResponse(r))
