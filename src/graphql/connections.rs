@@ -95,6 +95,16 @@ impl Connection {
         serde_json::from_value(self.0.granted_scopes.clone()).unwrap_or_default()
     }
 
+    /// A link that (re-)authorizes this OAuth2 connection when the consumer opens it; valid
+    /// for an hour, returns to the application's default redirect URI. Null for other kinds
+    /// and for revoked or deleted connections.
+    async fn authorize_url(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+        Ok(crate::service::oauth::authorize_link(
+            &ctx.state()?.deps(),
+            &self.0,
+        ))
+    }
+
     /// Scopes the integration asks for that this connection was not granted (OAuth2).
     async fn missing_scopes(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<String>> {
         if self.0.auth_type != "oauth2" || self.0.credentials.is_none() {

@@ -41,6 +41,12 @@ impl KeyStore {
         })
     }
 
+    /// A key for signing links, derived from the master key (never the master key itself).
+    pub fn link_signing_key(&self) -> Vec<u8> {
+        let derived = crate::crypto::tokens::sign(self.master.expose(), b"keyway/link-signing/v1");
+        derived.into_bytes()
+    }
+
     pub fn ring(&self) -> Arc<Keyring> {
         self.ring.read().unwrap_or_else(|p| p.into_inner()).clone()
     }

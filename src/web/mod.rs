@@ -16,6 +16,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/oauth/callback", web::get().to(oauth::callback))
+        .route(
+            "/oauth/authorize/{connection_id}",
+            web::get().to(oauth::authorize),
+        )
         .route("/connect/{integration_id}", web::get().to(oauth::connect))
         .service(
             web::scope("/demo-provider")

@@ -106,3 +106,29 @@ fn page(status: StatusCode, message: &str) -> HttpResponse {
             "<!doctype html><meta charset=utf-8><title>Keyway</title><h1>Connection not completed</h1><p>{escaped}</p>"
         ))
 }
+
+#[derive(Deserialize)]
+pub struct AuthorizeQuery {
+    exp: i64,
+    sig: String,
+}
+
+/// `GET /oauth/authorize/{connection_id}?exp=…&sig=…`: a connection's signed `authorizeUrl`.
+pub async fn authorize(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<AuthorizeQuery>,
+) -> HttpResponse {
+    let result = async {
+        let id = ids::decode_as(NodeType::Connection, &async_graphql::ID(path.into_inner()))?;
+        oauth::open_authorize_link(&state.deps(), id, query.exp, &query.sig).await
+    }
+    .await;
+    match result {
+        Ok(started) => redirect(&started.authorize_url),
+        Err(err) => {
+            err.log();
+            page(err.status(), &err.message())
+        }
+    }
+}

@@ -28,6 +28,10 @@ pub struct FakeState {
     pub delay_first_refresh_ms: u64,
     /// Accept a rotated refresh token again instead of revoking its family.
     pub allow_reuse: bool,
+    /// Answer the token endpoint with a 302 to this URL.
+    pub redirect_token_to: Option<String>,
+    /// Requests that reached `/elsewhere` (a redirect target that must never be hit).
+    pub elsewhere_hits: usize,
     pub fail_with: Option<String>,
 }
 
@@ -49,6 +53,7 @@ impl FakeProvider {
                 .app_data(web::Data::new(shared.clone()))
                 .route("/token", web::post().to(token))
                 .route("/revoke", web::post().to(revoke))
+                .route("/elsewhere", web::to(elsewhere))
         })
         .workers(1)
         .disable_signals()
@@ -131,6 +136,12 @@ async fn token(
         tokio::time::sleep(std::time::Duration::from_millis(first_delay)).await;
     }
     let mut state = state.lock().unwrap();
+    if let Some(to) = state.redirect_token_to.clone() {
+        state.token_requests += 1;
+        return HttpResponse::Found()
+            .insert_header(("location", to))
+            .finish();
+    }
     // Client authentication: HTTP Basic (the default of RFC 6749 §2.3.1).
     let basic = req
         .headers()
@@ -205,4 +216,9 @@ async fn revoke(
         state.revoked.push(token.clone());
     }
     HttpResponse::Ok().finish()
+}
+
+async fn elsewhere(state: web::Data<Arc<Mutex<FakeState>>>) -> HttpResponse {
+    state.lock().unwrap().elsewhere_hits += 1;
+    HttpResponse::Ok().json(json!({ "access_token": "stolen", "token_type": "Bearer" }))
 }

@@ -325,3 +325,82 @@ oauth_test!(
         }
     }
 );
+
+oauth_test!(
+    authorize_url_reauthorizes_the_same_connection,
+    |app, fake, tenant, _integration| async {
+        app.ok(&app.operator, "mutation($id: ID!) { updateApplication(id: $id, input: {defaultRedirectUri: \"https://app.example.com/done\"}) { id } }", json!({ "id": tenant.id }))
+        .await;
+        let body = connect_link(&app, &tenant.key, APP_REDIRECT).await;
+        let q = query_of(body["data"]["createConnectLink"]["url"].as_str().unwrap());
+        let code = fake.issue_code(&q["code_challenge"]);
+        let done = callback(&app, &[("code", &code), ("state", &q["state"])]).await;
+        let id = query_of(done.headers()["location"].to_str().unwrap())["connection_id"].clone();
+
+        let data = app
+            .ok(
+                &tenant.key,
+                "query($id: ID!) { connection(id: $id) { authorizeUrl } }",
+                json!({ "id": id }),
+            )
+            .await;
+        let link = data["connection"]["authorizeUrl"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            link.starts_with(&format!("{}/oauth/authorize/", app.base)),
+            "{link}"
+        );
+
+        // A tampered signature starts nothing.
+        let tampered = format!("{}x", link);
+        let response = app.client.get(&tampered).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+
+        let response = app.client.get(&link).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::FOUND);
+        let q = query_of(response.headers()["location"].to_str().unwrap());
+        let code = fake.issue_code(&q["code_challenge"]);
+        let done = callback(&app, &[("code", &code), ("state", &q["state"])]).await;
+        let location = done.headers()["location"].to_str().unwrap().to_owned();
+        assert!(location.starts_with(APP_REDIRECT));
+        assert_eq!(
+            query_of(&location)["connection_id"],
+            id,
+            "the same connection, re-authorized"
+        );
+        let data = app
+            .ok(&tenant.key, "{ connections { totalCount } }", json!({}))
+            .await;
+        assert_eq!(data["connections"]["totalCount"], 1);
+        let data = app
+            .ok(
+                &tenant.key,
+                "query($id: ID!) { connectionCredentials(id: $id) { accessToken } }",
+                json!({ "id": id }),
+            )
+            .await;
+        assert_eq!(data["connectionCredentials"]["accessToken"], "at-2");
+    }
+);
+
+oauth_test!(
+    the_token_request_follows_no_redirects,
+    |app, fake, tenant, _integration| async {
+        let target = format!("{}/elsewhere", fake.base);
+        fake.set(|s| s.redirect_token_to = Some(target));
+        let body = connect_link(&app, &tenant.key, APP_REDIRECT).await;
+        let q = query_of(body["data"]["createConnectLink"]["url"].as_str().unwrap());
+        let code = fake.issue_code(&q["code_challenge"]);
+        let done = callback(&app, &[("code", &code), ("state", &q["state"])]).await;
+        let location = done.headers()["location"].to_str().unwrap().to_owned();
+        assert_eq!(query_of(&location)["error"], "server_error");
+        assert_eq!(fake.token_requests(), 1);
+        assert_eq!(
+            fake.state.lock().unwrap().elsewhere_hits,
+            0,
+            "the redirect was followed"
+        );
+    }
+);

@@ -316,3 +316,40 @@ async fn a_stalled_lease_holder_cannot_overwrite_newer_tokens() {
     a.stop().await;
     fake.stop().await;
 }
+
+refresh_test!(
+    the_background_pass_picks_expiring_and_stale_connections,
+    |app, fake, tenant| async {
+        use sea_orm::ConnectionTrait;
+        let id = connected(&app, &fake, &tenant).await;
+        let uuid = |gid: &str| {
+            use base64::Engine;
+            let text = String::from_utf8(
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(gid)
+                    .unwrap(),
+            )
+            .unwrap();
+            uuid::Uuid::parse_str(text.split_once(':').unwrap().1).unwrap()
+        };
+        let due = || keyway::service::refresh::due_in_background(app.db(), 100);
+        // A fresh token an hour from expiry, refreshed just now: not due.
+        assert!(due().await.unwrap().is_empty());
+        expire(&app, &id).await;
+        assert_eq!(due().await.unwrap(), vec![uuid(&id)]);
+        // The pass refreshes it; then it is no longer due.
+        let state = app.server().state();
+        state
+            .refresher
+            .ensure_fresh(&state.deps(), uuid(&id), true)
+            .await
+            .unwrap();
+        assert!(due().await.unwrap().is_empty());
+        // Not refreshed for over 24 hours, though not expiring: due again.
+        app.db()
+            .execute_unprepared("UPDATE connections SET last_refreshed_at = '2000-01-01T00:00:00Z'")
+            .await
+            .unwrap();
+        assert_eq!(due().await.unwrap(), vec![uuid(&id)]);
+    }
+);
