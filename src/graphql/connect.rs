@@ -4,10 +4,9 @@ use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use super::context::ContextExt;
-use super::integrations::app_scope;
-use crate::error::Error;
+use super::integrations::{app_scope, integration_ref};
 use crate::ids::{self, NodeType};
-use crate::service::connections::{Environment, IntegrationRef};
+use crate::service::connections::Environment;
 use crate::service::oauth::{self, StartFlow};
 
 #[derive(InputObject)]
@@ -49,15 +48,7 @@ impl ConnectMutation {
         input: CreateConnectLinkInput,
     ) -> async_graphql::Result<ConnectLink> {
         let scope = app_scope(ctx, input.application_id.as_ref()).await?;
-        let integration = match (input.integration_id, input.service_id) {
-            (Some(id), None) => IntegrationRef::Id(ids::decode_as(NodeType::Integration, &id)?),
-            (None, Some(service)) => IntegrationRef::ServiceId(service),
-            _ => {
-                return Err(
-                    Error::bad_input("give exactly one of integrationId and serviceId").into(),
-                );
-            }
-        };
+        let integration = integration_ref(input.integration_id, input.service_id)?;
         let start = StartFlow {
             consumer_id: input.consumer_id,
             integration,

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use entity::connection::Model;
 
 use super::context::ContextExt;
-use super::integrations::{Integration, app_scope, scope_of};
+use super::integrations::{Integration, app_scope, integration_ref, scope_of};
 use super::providers::Provider;
 use super::relay;
 use crate::auth::{AppScope, Principal};
@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::ids::{self, NodeType};
 use crate::service::connections::{
     self, ConnectionChanges, ConnectionFilter, ConnectionState, CredentialsInput, Environment,
-    IntegrationRef, NewConnection,
+    NewConnection,
 };
 use crate::service::pagination::PageRequest;
 use crate::service::{integrations, validate};
@@ -434,15 +434,7 @@ impl ConnectionMutation {
         input: CreateConnectionInput,
     ) -> async_graphql::Result<Connection> {
         let scope = app_scope(ctx, input.application_id.as_ref()).await?;
-        let integration = match (input.integration_id, input.service_id) {
-            (Some(id), None) => IntegrationRef::Id(ids::decode_as(NodeType::Integration, &id)?),
-            (None, Some(service)) => IntegrationRef::ServiceId(service),
-            _ => {
-                return Err(
-                    Error::bad_input("give exactly one of integrationId and serviceId").into(),
-                );
-            }
-        };
+        let integration = integration_ref(input.integration_id, input.service_id)?;
         let new = NewConnection {
             consumer_id: input.consumer_id,
             integration,

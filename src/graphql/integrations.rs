@@ -116,6 +116,24 @@ pub async fn app_scope(
     Ok(ctx.principal()?.require_app(&ctx.state()?.db, app).await?)
 }
 
+/// An input's integration, named by exactly one of its id and its provider's service id.
+pub fn integration_ref(
+    id: Option<ID>,
+    service_id: Option<String>,
+) -> Result<crate::service::connections::IntegrationRef, Error> {
+    use crate::service::connections::IntegrationRef;
+    match (id, service_id) {
+        (Some(id), None) => Ok(IntegrationRef::Id(ids::decode_as(
+            NodeType::Integration,
+            &id,
+        )?)),
+        (None, Some(service)) => Ok(IntegrationRef::ServiceId(service)),
+        _ => Err(Error::bad_input(
+            "give exactly one of integrationId and serviceId",
+        )),
+    }
+}
+
 /// The scope that owns an object of `application_id`, proven for the caller.
 pub async fn scope_of(
     ctx: &Context<'_>,

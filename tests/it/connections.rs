@@ -5,23 +5,9 @@ use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 
 use crate::db_test;
-use crate::support::TestApp;
+use crate::support::event_types;
 
 const CREDS: &str = "query($id: ID!, $r: Boolean) { connectionCredentials(id: $id, includeRefreshToken: $r) { authType accessToken refreshToken tokenType expiresAt scopes instanceUrl apiKey username password fields } }";
-
-async fn event_types(app: &TestApp) -> Vec<String> {
-    let backend = app.db().get_database_backend();
-    app.db()
-        .query_all_raw(Statement::from_string(
-            backend,
-            "SELECT event_type FROM events ORDER BY id",
-        ))
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.try_get::<String>("", "event_type").unwrap())
-        .collect()
-}
 
 db_test!(api_key_connection_round_trip, |app| async {
     let tenant = app.create_tenant("acme").await;

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::fake_provider::FakeProvider;
 use crate::oauth::{APP_REDIRECT, callback, connect_link, query_of, setup};
-use crate::support::{Backend, Tenant, TestApp};
+use crate::support::{Backend, Tenant, TestApp, event_types};
 
 const CREDS: &str = "query($id: ID!, $f: Boolean) { connectionCredentials(id: $id, forceRefresh: $f, includeRefreshToken: true) { accessToken refreshToken expiresAt } }";
 
@@ -16,21 +16,6 @@ async fn connected(app: &TestApp, fake: &FakeProvider, tenant: &Tenant) -> Strin
     let code = fake.issue_code(&q["code_challenge"]);
     let done = callback(app, &[("code", &code), ("state", &q["state"])]).await;
     query_of(done.headers()["location"].to_str().unwrap())["connection_id"].clone()
-}
-
-async fn event_types(app: &TestApp) -> Vec<String> {
-    use sea_orm::{ConnectionTrait, Statement};
-    let backend = app.db().get_database_backend();
-    app.db()
-        .query_all_raw(Statement::from_string(
-            backend,
-            "SELECT event_type FROM events ORDER BY id",
-        ))
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.try_get::<String>("", "event_type").unwrap())
-        .collect()
 }
 
 macro_rules! refresh_test {

@@ -278,6 +278,22 @@ impl TestApp {
     }
 }
 
+/// The outbox's event types, oldest first.
+pub async fn event_types(app: &TestApp) -> Vec<String> {
+    use sea_orm::Statement;
+    let backend = app.db().get_database_backend();
+    app.db()
+        .query_all_raw(Statement::from_string(
+            backend,
+            "SELECT event_type FROM events ORDER BY id",
+        ))
+        .await
+        .expect("events")
+        .iter()
+        .map(|r| r.try_get::<String>("", "event_type").expect("event_type"))
+        .collect()
+}
+
 pub fn first_code(body: &Value) -> String {
     body["errors"][0]["extensions"]["code"]
         .as_str()
