@@ -3,7 +3,9 @@
 //! outbox event in the same transaction; deletion leaves a tombstone with credentials wiped.
 
 mod credentials;
+mod lifecycle;
 mod listing;
+mod resources;
 mod settings;
 mod state;
 
@@ -15,11 +17,13 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
     TransactionTrait,
 };
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 pub use credentials::{CredentialsInput, LiveCredentials, OAuthTokens, StoredCredentials};
+pub use lifecycle::{delete, delete_all_of_consumer, revoke};
 pub use listing::{ConnectionFilter, count, list};
+pub use resources::{resource_settings, update_resource_settings};
 pub use settings::{as_map as settings_map, merge as merge_settings};
 pub use state::ConnectionState;
 
@@ -221,93 +225,6 @@ pub async fn update(
     .await
 }
 
-/// Withdraws access: calls the provider's RFC 7009 endpoint when it has one (a failure there
-/// is logged, not fatal: the credentials are wiped here regardless), marks the connection
-/// `revoked`, and emits `connection.revoked`.
-pub async fn revoke(deps: &Deps<'_>, scope: &AppScope, id: Uuid) -> Result<Model> {
-    let current = get_live(deps.db, scope, id).await?;
-    if let Some(sealed) = &current.credentials
-        && let Ok(StoredCredentials::Oauth2(tokens)) =
-            StoredCredentials::open(deps.keys, sealed, current.id, current.application_id)
-        && let Ok(provider) = provider_of(deps, &current).await
-        && let Some(integration_id) = current.integration_id
-    {
-        let integration = integrations::get_in(
-            deps.db,
-            crate::auth::Tenancy::Application(current.application_id),
-            integration_id,
-        )
-        .await?;
-        let environment = Environment::parse_stored(&current.environment);
-        let endpoint = crate::service::oauth::client::TokenEndpoint::new(
-            deps,
-            &integration,
-            &provider,
-            environment,
-            &current.settings,
-        )?;
-        // Revoking the refresh token ends the whole grant at most providers.
-        let (token, hint) = match &tokens.refresh_token {
-            Some(refresh) => (refresh.as_str(), "refresh_token"),
-            None => (tokens.access_token.as_str(), "access_token"),
-        };
-        if let Err(err) = endpoint.revoke(deps.http, token, hint).await {
-            tracing::warn!(connection = %id, error = %err, "provider revocation failed");
-        }
-    }
-    let mut row: ActiveModel = current.clone().into();
-    wipe(&mut row);
-    row.state = Set(ConnectionState::Revoked.as_str().to_owned());
-    row.revoked_at = Set(Some(Utc::now()));
-    let model = write(deps.db, current, row, |txn, model| async move {
-        events::record(&txn, EventType::Revoked, &model).await?;
-        Ok((txn, model))
-    })
-    .await?;
-    tracing::info!(connection = %model.id, "connection revoked");
-    Ok(model)
-}
-
-/// Leaves a tombstone: state `deleted`, credentials wiped, kept for audit.
-pub async fn delete(deps: &Deps<'_>, scope: &AppScope, id: Uuid) -> Result<Model> {
-    let current = get_live(deps.db, scope, id).await?;
-    let mut row: ActiveModel = current.clone().into();
-    wipe(&mut row);
-    row.state = Set(ConnectionState::Deleted.as_str().to_owned());
-    row.deleted_at = Set(Some(Utc::now()));
-    let model = write(deps.db, current, row, |txn, model| async move {
-        events::record(&txn, EventType::Deleted, &model).await?;
-        Ok((txn, model))
-    })
-    .await?;
-    tracing::info!(connection = %model.id, "connection deleted");
-    Ok(model)
-}
-
-/// Deletes every live connection of a consumer, in one transaction (consumer deletion).
-pub async fn delete_all_of_consumer<C: sea_orm::ConnectionTrait>(
-    txn: &C,
-    consumer_ref: Uuid,
-) -> Result<usize> {
-    let live = Entity::find()
-        .filter(Column::ConsumerRef.eq(consumer_ref))
-        .filter(Column::DeletedAt.is_null())
-        .all(txn)
-        .await?;
-    let count = live.len();
-    for current in live {
-        let mut row: ActiveModel = current.clone().into();
-        wipe(&mut row);
-        row.state = Set(ConnectionState::Deleted.as_str().to_owned());
-        row.deleted_at = Set(Some(Utc::now()));
-        row.version = Set(current.version + 1);
-        row.updated_at = Set(Utc::now());
-        let model = row.update(txn).await?;
-        events::record(txn, EventType::Deleted, &model).await?;
-    }
-    Ok(count)
-}
-
 /// A connection the scope may see, tombstones included.
 pub async fn get(db: &DatabaseConnection, scope: &AppScope, id: Uuid) -> Result<Model> {
     Entity::find_by_id(id)
@@ -378,51 +295,6 @@ pub async fn credentials(
         .and_then(Value::as_str)
         .map(str::to_owned);
     Ok(LiveCredentials::new(&provider, stored, instance_url))
-}
-
-pub async fn resource_settings(
-    db: &DatabaseConnection,
-    scope: &AppScope,
-    id: Uuid,
-    resource: &str,
-) -> Result<Value> {
-    let conn = get_live(db, scope, id).await?;
-    let resource = resource_name(resource)?;
-    Ok(conn
-        .configuration
-        .get(&resource)
-        .cloned()
-        .unwrap_or_else(|| json!({})))
-}
-
-pub async fn update_resource_settings(
-    db: &DatabaseConnection,
-    scope: &AppScope,
-    id: Uuid,
-    resource: &str,
-    configuration: Value,
-) -> Result<Value> {
-    let resource = resource_name(resource)?;
-    let configuration = object(
-        "configuration",
-        Some(configuration),
-        CONFIGURATION_MAX_BYTES,
-    )?;
-    let current = get_live(db, scope, id).await?;
-    let mut all: Map<String, Value> = current
-        .configuration
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    all.insert(resource, configuration.clone());
-    let mut row: ActiveModel = current.clone().into();
-    row.configuration = Set(Value::Object(all));
-    write(db, current, row, |txn, model| async move {
-        events::record(&txn, EventType::Updated, &model).await?;
-        Ok((txn, model))
-    })
-    .await?;
-    Ok(configuration)
 }
 
 /// Commits `row` (version bumped, `updated_at` set) only if nobody changed the connection
@@ -505,19 +377,6 @@ fn email(value: Option<&str>) -> Result<Option<String>> {
         return Err(Error::bad_input("userEmail is not an email address"));
     }
     Ok(email)
-}
-
-fn resource_name(resource: &str) -> Result<String> {
-    let ok = (1..=64).contains(&resource.len())
-        && resource
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if !ok {
-        return Err(Error::bad_input(
-            "resource must be 1-64 letters, digits, - _ or .",
-        ));
-    }
-    Ok(resource.to_owned())
 }
 
 /// The application owning a connection the tenancy may see (operators reach any).

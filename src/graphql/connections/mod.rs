@@ -1,14 +1,12 @@
 //! Connections, their credentials, and what a consumer can connect.
 
-use std::collections::BTreeMap;
-
 use async_graphql::connection::Connection as RelayConnection;
-use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject};
+use async_graphql::{Context, ID, Json, Object};
 use chrono::{DateTime, Utc};
 use entity::connection::Model;
 
 use super::context::ContextExt;
-use super::integrations::{Integration, app_scope, integration_ref, scope_of};
+use super::integrations::{Integration, app_scope, scope_of};
 use super::providers::Provider;
 use super::relay;
 use crate::auth::{AppScope, Principal};
@@ -16,12 +14,15 @@ use crate::catalog::AuthType;
 use crate::crypto::Secret;
 use crate::error::Error;
 use crate::ids::{self, NodeType};
-use crate::service::connections::{
-    self, ConnectionChanges, ConnectionFilter, ConnectionState, CredentialsInput, Environment,
-    NewConnection,
-};
+use crate::service::connections::{self, ConnectionState, Environment};
 use crate::service::pagination::PageRequest;
 use crate::service::{integrations, validate};
+
+mod mutation;
+mod types;
+
+pub use mutation::ConnectionMutation;
+pub use types::*;
 
 pub struct Connection(pub Model);
 
@@ -160,137 +161,11 @@ impl Connection {
     }
 }
 
-/// A consumer's credentials as given: form fields for API-key and basic providers, or
-/// existing OAuth tokens to import (migrating from another vault).
-#[derive(InputObject)]
-pub struct ConnectionCredentialsInput {
-    /// Credential field values by field id (`api_key`, `account_sid`, …).
-    pub fields: Option<Json<BTreeMap<String, String>>>,
-    pub access_token: Option<String>,
-    pub refresh_token: Option<String>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub token_type: Option<String>,
-    pub scopes: Option<Vec<String>>,
-}
-
-impl From<ConnectionCredentialsInput> for CredentialsInput {
-    fn from(c: ConnectionCredentialsInput) -> Self {
-        CredentialsInput {
-            fields: c.fields.map(|Json(f)| f),
-            access_token: c.access_token.map(Secret::new),
-            refresh_token: c.refresh_token.map(Secret::new),
-            expires_at: c.expires_at,
-            token_type: c.token_type,
-            scopes: c.scopes,
-        }
-    }
-}
-
-#[derive(InputObject)]
-pub struct CreateConnectionInput {
-    /// Required for operators; a secret key may only name its own application.
-    pub application_id: Option<ID>,
-    /// Created when it does not exist yet.
-    pub consumer_id: String,
-    /// The integration, by id or by its provider's service id.
-    pub integration_id: Option<ID>,
-    pub service_id: Option<String>,
-    #[graphql(default_with = "Environment::Production")]
-    pub environment: Environment,
-    pub settings: Option<Json<serde_json::Value>>,
-    pub metadata: Option<Json<serde_json::Value>>,
-    pub user_email: Option<String>,
-    #[graphql(default = true)]
-    pub enabled: bool,
-    pub credentials: Option<ConnectionCredentialsInput>,
-}
-
-/// Fields left out are unchanged. In `settings`, `null` removes a key.
-#[derive(InputObject)]
-pub struct UpdateConnectionInput {
-    pub settings: Option<Json<serde_json::Value>>,
-    pub metadata: Option<Json<serde_json::Value>>,
-    pub user_email: Option<String>,
-    pub enabled: Option<bool>,
-    pub credentials: Option<ConnectionCredentialsInput>,
-}
-
-#[derive(InputObject, Default)]
-#[graphql(name = "ConnectionFilter")]
-pub struct ConnectionFilterInput {
-    /// A state (`added`, `authorized`, `callable`, `invalid`, `revoked`, `deleted`) or
-    /// Appnigma's `connected` / `expired`. Without it, deleted connections are left out.
-    pub status: Option<String>,
-    pub environment: Option<Environment>,
-    pub service_id: Option<String>,
-    pub unified_api: Option<String>,
-    pub consumer_id: Option<String>,
-    /// Case-insensitive substring.
-    pub user_email: Option<String>,
-    pub configured: Option<bool>,
-}
-
-impl ConnectionFilterInput {
-    fn into_filter(self) -> Result<ConnectionFilter, Error> {
-        Ok(ConnectionFilter {
-            status: self
-                .status
-                .as_deref()
-                .map(ConnectionState::parse_filter)
-                .transpose()?,
-            environment: self.environment,
-            service_id: self.service_id,
-            unified_api: self.unified_api,
-            consumer_id: self.consumer_id,
-            user_email: self.user_email,
-            configured: self.configured,
-        })
-    }
-}
-
-/// What `connectionCredentials` returns. The refresh token only when asked for.
-#[derive(SimpleObject)]
-pub struct ConnectionCredentials {
-    pub connection_id: ID,
-    pub auth_type: AuthType,
-    pub access_token: Option<String>,
-    pub refresh_token: Option<String>,
-    pub token_type: Option<String>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub scopes: Vec<String>,
-    pub instance_url: Option<String>,
-    pub api_key: Option<String>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    /// Every credential field by id, for API-key and basic providers.
-    pub fields: Json<BTreeMap<String, String>>,
-}
-
-#[derive(SimpleObject)]
-pub struct ConsumerIntegration {
-    pub integration: Integration,
-    pub service_id: String,
-    /// `AVAILABLE` when the consumer has no connection to it yet.
-    pub state: ConnectionState,
-    /// The consumer's most recent live connection to it.
-    pub connection: Option<Connection>,
-}
-
-pub struct ConnectionTotals {
-    scope: AppScope,
-    filter: ConnectionFilter,
-}
-
-#[Object]
-impl ConnectionTotals {
-    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
-        let state = ctx.state()?;
-        Ok(connections::count(&state.db, &state.catalog, &self.scope, &self.filter).await?)
-    }
-}
-
 /// The scope that may act on a connection, and the connection.
-async fn scoped(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<(AppScope, uuid::Uuid)> {
+pub(super) async fn scoped(
+    ctx: &Context<'_>,
+    id: &ID,
+) -> async_graphql::Result<(AppScope, uuid::Uuid)> {
     let id = ids::decode_as(NodeType::Connection, id)?;
     let app = connections::owner(&ctx.state()?.db, ctx.principal()?.tenancy(), id).await?;
     Ok((scope_of(ctx, app).await?, id))
@@ -417,119 +292,6 @@ impl ConnectionQuery {
         let (scope, id) = scoped(ctx, &connection_id).await?;
         Ok(Json(
             connections::resource_settings(&ctx.state()?.db, &scope, id, &resource).await?,
-        ))
-    }
-}
-
-#[derive(Default)]
-pub struct ConnectionMutation;
-
-#[Object]
-impl ConnectionMutation {
-    /// Permissions: secret key (its application), operator (naming `applicationId`).
-    /// The id is generated by the server.
-    async fn create_connection(
-        &self,
-        ctx: &Context<'_>,
-        input: CreateConnectionInput,
-    ) -> async_graphql::Result<Connection> {
-        let scope = app_scope(ctx, input.application_id.as_ref()).await?;
-        let integration = integration_ref(input.integration_id, input.service_id)?;
-        let new = NewConnection {
-            consumer_id: input.consumer_id,
-            integration,
-            environment: input.environment,
-            settings: input.settings.map(|Json(v)| v),
-            metadata: input.metadata.map(|Json(v)| v),
-            user_email: input.user_email,
-            enabled: input.enabled,
-            credentials: input.credentials.map(Into::into),
-        };
-        Ok(Connection(
-            connections::create(&ctx.state()?.deps(), &scope, new).await?,
-        ))
-    }
-
-    /// Permissions: as `createConnection`.
-    async fn update_connection(
-        &self,
-        ctx: &Context<'_>,
-        id: ID,
-        input: UpdateConnectionInput,
-    ) -> async_graphql::Result<Connection> {
-        let (scope, id) = scoped(ctx, &id).await?;
-        let changes = ConnectionChanges {
-            settings: input.settings.map(|Json(v)| v),
-            metadata: input.metadata.map(|Json(v)| v),
-            user_email: input.user_email.map(|e| Some(e).filter(|e| !e.is_empty())),
-            enabled: input.enabled,
-            credentials: input.credentials.map(Into::into),
-        };
-        Ok(Connection(
-            connections::update(&ctx.state()?.deps(), &scope, id, changes).await?,
-        ))
-    }
-
-    /// Permissions: as `createConnection`. Calls the provider's revocation endpoint when it
-    /// has one, wipes the credentials, marks the connection `REVOKED`.
-    async fn revoke_connection(
-        &self,
-        ctx: &Context<'_>,
-        id: ID,
-    ) -> async_graphql::Result<Connection> {
-        let (scope, id) = scoped(ctx, &id).await?;
-        Ok(Connection(
-            connections::revoke(&ctx.state()?.deps(), &scope, id).await?,
-        ))
-    }
-
-    /// Permissions: as `createConnection`. Refreshes the OAuth token now (exactly once even
-    /// when called concurrently, across replicas).
-    async fn refresh_connection(
-        &self,
-        ctx: &Context<'_>,
-        id: ID,
-    ) -> async_graphql::Result<Connection> {
-        let (scope, id) = scoped(ctx, &id).await?;
-        let state = ctx.state()?;
-        connections::get_live(&state.db, &scope, id).await?;
-        state
-            .refresher
-            .ensure_fresh(&state.deps(), id, true)
-            .await?;
-        Ok(Connection(connections::get(&state.db, &scope, id).await?))
-    }
-
-    /// Permissions: as `createConnection`. Leaves a tombstone with its credentials wiped.
-    async fn delete_connection(
-        &self,
-        ctx: &Context<'_>,
-        id: ID,
-    ) -> async_graphql::Result<Connection> {
-        let (scope, id) = scoped(ctx, &id).await?;
-        Ok(Connection(
-            connections::delete(&ctx.state()?.deps(), &scope, id).await?,
-        ))
-    }
-
-    /// Permissions: as `createConnection`.
-    async fn update_resource_settings(
-        &self,
-        ctx: &Context<'_>,
-        connection_id: ID,
-        resource: String,
-        configuration: Json<serde_json::Value>,
-    ) -> async_graphql::Result<Json<serde_json::Value>> {
-        let (scope, id) = scoped(ctx, &connection_id).await?;
-        Ok(Json(
-            connections::update_resource_settings(
-                &ctx.state()?.db,
-                &scope,
-                id,
-                &resource,
-                configuration.0,
-            )
-            .await?,
         ))
     }
 }
