@@ -58,18 +58,30 @@ impl Refresher {
     /// `MARGIN_MINUTES` of expiry, or always with `force`.
     pub async fn ensure_fresh(&self, deps: &Deps<'_>, id: Uuid, force: bool) -> Result<()> {
         let seen = load(deps.db, id).await?;
-        if !force && !due(&seen) {
-            return Ok(());
+        self.ensure_fresh_from(deps, &seen, force).await.map(|_| ())
+    }
+
+    /// As `ensure_fresh`, from a row the caller has just read. `Ok(false)`: nothing to do,
+    /// `seen` is current; `Ok(true)`: a refresh ran (here or elsewhere), read the row again.
+    pub async fn ensure_fresh_from(
+        &self,
+        deps: &Deps<'_>,
+        seen: &Model,
+        force: bool,
+    ) -> Result<bool> {
+        if !force && !due(seen) {
+            return Ok(false);
         }
+        let id = seen.id;
         let gate = self.gate(id);
         let result = {
             let _turn = gate.lock().await;
             let current = load(deps.db, id).await?;
             if current.version != seen.version && !due(&current) {
                 // Refreshed by another caller while this one waited.
-                Ok(())
+                Ok(true)
             } else {
-                self.across_replicas(deps, current).await
+                self.across_replicas(deps, current).await.map(|()| true)
             }
         };
         self.forget_gate(id, gate);

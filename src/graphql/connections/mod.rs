@@ -167,7 +167,14 @@ pub(super) async fn scoped(
     id: &ID,
 ) -> async_graphql::Result<(AppScope, uuid::Uuid)> {
     let id = ids::decode_as(NodeType::Connection, id)?;
-    let app = connections::owner(&ctx.state()?.db, ctx.principal()?.tenancy(), id).await?;
+    let state = ctx.state()?;
+    let principal = ctx.principal()?;
+    // A secret key acts in its own application: no need to look the owner up first (the
+    // service's read filters by scope, so another tenant's id is still NOT_FOUND).
+    if let crate::auth::Principal::SecretKey { .. } = principal {
+        return Ok((principal.require_app(&state.db, None).await?, id));
+    }
+    let app = connections::owner(&state.db, principal.tenancy(), id).await?;
     Ok((scope_of(ctx, app).await?, id))
 }
 

@@ -6,9 +6,12 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::settings::check_value;
+use super::{ConnectionState, Deps, get_live, provider_of};
+use crate::auth::AppScope;
 use crate::catalog::{AuthType, Injection, Provider};
 use crate::crypto::Secret;
 use crate::error::{Error, Result};
@@ -227,4 +230,57 @@ impl LiveCredentials {
         }
         live
     }
+}
+
+/// The decrypted credentials of a connection, for its application's backend. An OAuth token
+/// within five minutes of expiry (any token with `force_refresh`) is refreshed first; if that
+/// fails while the old token still lives, the old token is handed out.
+pub async fn credentials(
+    deps: &Deps<'_>,
+    scope: &AppScope,
+    id: Uuid,
+    force_refresh: bool,
+) -> Result<LiveCredentials> {
+    let read = get_live(deps.db, scope, id).await?;
+    // The common case (a live token) costs this one read; the row is read again only after
+    // a refresh ran.
+    let conn = match deps
+        .refresher
+        .ensure_fresh_from(deps, &read, force_refresh)
+        .await
+    {
+        Ok(false) => read,
+        Ok(true) => get_live(deps.db, scope, id).await?,
+        Err(err) => {
+            let current = get_live(deps.db, scope, id).await?;
+            let still_valid = current.expires_at.is_none_or(|at| at > Utc::now());
+            if force_refresh || !still_valid {
+                return Err(err);
+            }
+            tracing::warn!(connection = %id, "refresh failed; handing out the unexpired token");
+            current
+        }
+    };
+    let provider = provider_of(deps, &conn).await?;
+    let sealed = match (
+        &conn.credentials,
+        ConnectionState::parse_stored(&conn.state),
+    ) {
+        (_, ConnectionState::Revoked) => {
+            return Err(Error::Conflict("the connection was revoked".into()));
+        }
+        (Some(sealed), _) => sealed,
+        (None, _) => {
+            return Err(Error::Conflict(
+                "the connection has no credentials yet".into(),
+            ));
+        }
+    };
+    let stored = StoredCredentials::open(deps.keys, sealed, conn.id, conn.application_id)?;
+    let instance_url = conn
+        .settings
+        .get("instance_url")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Ok(LiveCredentials::new(&provider, stored, instance_url))
 }

@@ -20,7 +20,9 @@ use sea_orm::{
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-pub use credentials::{CredentialsInput, LiveCredentials, OAuthTokens, StoredCredentials};
+pub use credentials::{
+    CredentialsInput, LiveCredentials, OAuthTokens, StoredCredentials, credentials,
+};
 pub use lifecycle::{delete, delete_all_of_consumer, revoke};
 pub use listing::{ConnectionFilter, count, list};
 pub use resources::{resource_settings, update_resource_settings};
@@ -252,49 +254,6 @@ pub async fn provider_of(deps: &Deps<'_>, conn: &Model) -> Result<Arc<Provider>>
     )
     .await?;
     integrations::provider(deps.catalog, &integration)
-}
-
-/// The decrypted credentials of a connection, for its application's backend. An OAuth token
-/// within five minutes of expiry (any token with `force_refresh`) is refreshed first; if that
-/// fails while the old token still lives, the old token is handed out.
-pub async fn credentials(
-    deps: &Deps<'_>,
-    scope: &AppScope,
-    id: Uuid,
-    force_refresh: bool,
-) -> Result<LiveCredentials> {
-    get_live(deps.db, scope, id).await?;
-    if let Err(err) = deps.refresher.ensure_fresh(deps, id, force_refresh).await {
-        let current = get_live(deps.db, scope, id).await?;
-        let still_valid = current.expires_at.is_none_or(|at| at > Utc::now());
-        if force_refresh || !still_valid {
-            return Err(err);
-        }
-        tracing::warn!(connection = %id, "refresh failed; handing out the unexpired token");
-    }
-    let conn = get_live(deps.db, scope, id).await?;
-    let provider = provider_of(deps, &conn).await?;
-    let sealed = match (
-        &conn.credentials,
-        ConnectionState::parse_stored(&conn.state),
-    ) {
-        (_, ConnectionState::Revoked) => {
-            return Err(Error::Conflict("the connection was revoked".into()));
-        }
-        (Some(sealed), _) => sealed,
-        (None, _) => {
-            return Err(Error::Conflict(
-                "the connection has no credentials yet".into(),
-            ));
-        }
-    };
-    let stored = StoredCredentials::open(deps.keys, sealed, conn.id, conn.application_id)?;
-    let instance_url = conn
-        .settings
-        .get("instance_url")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    Ok(LiveCredentials::new(&provider, stored, instance_url))
 }
 
 /// Commits `row` (version bumped, `updated_at` set) only if nobody changed the connection
