@@ -108,7 +108,17 @@ impl Server {
         let keys_db = state.db.clone();
         let refresher = state.refresher.clone();
         let refresh_state = state.clone();
+        let flows_db = state.db.clone();
         let background = vec![
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+                loop {
+                    tick.tick().await;
+                    if let Err(err) = service::oauth::purge_expired_flows(&flows_db).await {
+                        err.log();
+                    }
+                }
+            }),
             tokio::spawn(async move { recorder.run(db).await }),
             tokio::spawn(async move { keys.run(keys_db).await }),
             tokio::spawn(async move {

@@ -149,6 +149,18 @@ fn serve_answers_then_stops_on_sigterm() {
             .unwrap()
     });
     assert_eq!(body["data"]["viewer"]["kind"], "OPERATOR");
+    // OAuth callback URLs carry codes and states: they must never reach a log line.
+    let status = rt.block_on(async {
+        reqwest::Client::new()
+            .get(format!(
+                "http://{addr}/oauth/callback?code=CODECANARY&state=STATECANARY"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST);
 
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -184,6 +184,16 @@ oauth_test!(
         let response = callback(&app, &[("code", &code), ("state", &q["state"])]).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
         assert_eq!(fake.token_requests(), 0);
+        // Expired flows are purged; live ones are not.
+        let purged = keyway::service::oauth::purge_expired_flows(app.db())
+            .await
+            .unwrap();
+        assert_eq!(purged, 1);
+        connect_link(&app, &tenant.key, APP_REDIRECT).await;
+        let purged = keyway::service::oauth::purge_expired_flows(app.db())
+            .await
+            .unwrap();
+        assert_eq!(purged, 0);
     }
 );
 

@@ -177,6 +177,16 @@ pub async fn start(deps: &Deps<'_>, scope: &AppScope, input: StartFlow) -> Resul
     })
 }
 
+/// Deletes flows past their expiry (used or not); they can never be completed. Returns how
+/// many went.
+pub async fn purge_expired_flows(db: &sea_orm::DatabaseConnection) -> Result<u64> {
+    let deleted = Entity::delete_many()
+        .filter(Column::ExpiresAt.lt(Utc::now()))
+        .exec(db)
+        .await?;
+    Ok(deleted.rows_affected)
+}
+
 pub async fn callback(
     deps: &Deps<'_>,
     http: &reqwest::Client,
