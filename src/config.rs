@@ -67,6 +67,15 @@ pub struct Config {
     pub refresh_lease_secs: u64,
     /// The built-in demo OAuth provider at `/demo-provider/`; defaults to on outside production.
     pub demo_provider: Option<bool>,
+    /// Largest request or response body the proxy passes, in bytes.
+    pub proxy_max_body_bytes: u64,
+    /// How long decrypted credentials stay in the proxy's memory, in seconds (0: not cached).
+    pub credential_cache_secs: u64,
+    /// GraphQL root fields (aliases and batch entries each count) one key may run per minute
+    /// (0: unlimited).
+    pub graphql_rate_limit_per_minute: u64,
+    /// Request logs older than this many days are deleted.
+    pub log_retention_days: u64,
     pub log_format: LogFormat,
     /// A `tracing` filter (`info`, `keyway=debug,sea_orm=warn`, …); `RUST_LOG` overrides it.
     pub log_level: String,
@@ -92,6 +101,10 @@ impl Default for Config {
             upstream_timeout_secs: 15,
             refresh_lease_secs: 30,
             demo_provider: None,
+            proxy_max_body_bytes: 10 * 1024 * 1024,
+            credential_cache_secs: 30,
+            graphql_rate_limit_per_minute: 3000,
+            log_retention_days: 30,
             log_format: LogFormat::Human,
             log_level: "info".to_owned(),
             graphiql: None,
@@ -124,6 +137,10 @@ const KEYS: &[(&str, Kind)] = &[
     ("upstream_timeout_secs", Kind::Integer),
     ("refresh_lease_secs", Kind::Integer),
     ("demo_provider", Kind::Boolean),
+    ("proxy_max_body_bytes", Kind::Integer),
+    ("credential_cache_secs", Kind::Integer),
+    ("graphql_rate_limit_per_minute", Kind::Integer),
+    ("log_retention_days", Kind::Integer),
     ("log_format", Kind::Text),
     ("log_level", Kind::Text),
     ("graphiql", Kind::Boolean),
@@ -202,6 +219,15 @@ impl Config {
         }
         if !(1..=120).contains(&self.upstream_timeout_secs) {
             bail!("upstream_timeout_secs must be between 1 and 120");
+        }
+        if !(1..=1024 * 1024 * 1024).contains(&self.proxy_max_body_bytes) {
+            bail!("proxy_max_body_bytes must be between 1 and 1073741824");
+        }
+        if self.credential_cache_secs > 3600 {
+            bail!("credential_cache_secs must be at most 3600");
+        }
+        if !(1..=3650).contains(&self.log_retention_days) {
+            bail!("log_retention_days must be between 1 and 3650");
         }
         if !(1..=300).contains(&self.refresh_lease_secs) {
             bail!("refresh_lease_secs must be between 1 and 300");

@@ -15,6 +15,8 @@ pub enum Error {
     Forbidden(&'static str),
     NotFound,
     BadInput(String),
+    /// A body over its limit: `BAD_USER_INPUT`, HTTP 413.
+    TooLarge(String),
     Conflict(String),
     RateLimited {
         retry_after_secs: u64,
@@ -41,7 +43,10 @@ impl Error {
             Error::Unauthenticated => "authentication required".into(),
             Error::Forbidden(why) => (*why).into(),
             Error::NotFound => "not found".into(),
-            Error::BadInput(why) | Error::Conflict(why) | Error::Upstream(why) => why.clone(),
+            Error::BadInput(why)
+            | Error::TooLarge(why)
+            | Error::Conflict(why)
+            | Error::Upstream(why) => why.clone(),
             Error::RateLimited { retry_after_secs } => {
                 format!("rate limited; retry after {retry_after_secs} s")
             }
@@ -63,7 +68,7 @@ impl Error {
             Error::Unauthenticated => "UNAUTHENTICATED",
             Error::Forbidden(_) => "FORBIDDEN",
             Error::NotFound => "NOT_FOUND",
-            Error::BadInput(_) => "BAD_USER_INPUT",
+            Error::BadInput(_) | Error::TooLarge(_) => "BAD_USER_INPUT",
             Error::Conflict(_) => "CONFLICT",
             Error::RateLimited { .. } => "RATE_LIMITED",
             Error::Upstream(_) => "UPSTREAM_ERROR",
@@ -77,6 +82,7 @@ impl Error {
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::BadInput(_) => StatusCode::BAD_REQUEST,
+            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Upstream(_) => StatusCode::BAD_GATEWAY,

@@ -61,6 +61,13 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     Ok(AppState {
         http,
         refresher: Arc::new(service::refresh::Refresher::new(config.refresh_lease_secs)),
+        cache: Arc::new(service::proxy::CredentialCache::new(
+            std::time::Duration::from_secs(config.credential_cache_secs),
+        )),
+        limits: Arc::new(service::usage::Limits::new(
+            config.graphql_rate_limit_per_minute,
+        )),
+        logs: Arc::new(service::usage::RequestLogWriter::default()),
         demo: config
             .demo_provider_enabled()
             .then(|| Arc::new(demo::DemoProvider::default())),
@@ -109,7 +116,12 @@ impl Server {
         let refresher = state.refresher.clone();
         let refresh_state = state.clone();
         let flows_db = state.db.clone();
+        let (limits, limits_db) = (state.limits.clone(), state.db.clone());
+        let (logs, logs_db) = (state.logs.clone(), state.db.clone());
+        let retention = state.config.log_retention_days;
         let background = vec![
+            tokio::spawn(async move { limits.counters.run(limits_db).await }),
+            tokio::spawn(async move { logs.run(logs_db, retention).await }),
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
                 loop {
@@ -200,6 +212,13 @@ impl Server {
 }
 
 async fn finish(background: Vec<JoinHandle<()>>, state: &AppState) {
+    // Waits for a batch being written, then writes what is still queued.
+    if let Err(err) = state.logs.flush(&state.db).await {
+        err.log();
+    }
+    if let Err(err) = state.limits.counters.sync(&state.db).await {
+        err.log();
+    }
     for task in background {
         task.abort();
     }

@@ -23,6 +23,12 @@ pub struct AppState {
     pub refresher: Arc<crate::service::refresh::Refresher>,
     /// The built-in sandbox provider, when `demo_provider` is on.
     pub demo: Option<Arc<crate::demo::DemoProvider>>,
+    /// Decrypted proxy targets (`service::proxy::cache`).
+    pub cache: Arc<crate::service::proxy::CredentialCache>,
+    /// Plan limits and the per-key GraphQL rate limit.
+    pub limits: Arc<crate::service::usage::Limits>,
+    /// Request logs, written in batches off the request path.
+    pub logs: Arc<crate::service::usage::RequestLogWriter>,
 }
 
 impl AppState {
@@ -34,6 +40,7 @@ impl AppState {
             config: &self.config,
             http: &self.http,
             refresher: &self.refresher,
+            cache: &self.cache,
         }
     }
 }

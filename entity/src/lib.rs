@@ -12,3 +12,5 @@ pub mod event;
 pub mod integration;
 pub mod oauth_flow;
 pub mod refresh_lease;
+pub mod request_log;
+pub mod usage_counter;

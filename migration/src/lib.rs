@@ -7,6 +7,7 @@ mod m20261123_000001_foundation;
 mod m20261123_000002_connections;
 mod m20261123_000003_oauth_flows;
 mod m20261123_000004_refresh_leases;
+mod m20261123_000005_usage;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_connections::Migration),
             Box::new(m20261123_000003_oauth_flows::Migration),
             Box::new(m20261123_000004_refresh_leases::Migration),
+            Box::new(m20261123_000005_usage::Migration),
         ]
     }
 }

@@ -90,6 +90,22 @@ impl Principal {
         }
     }
 
+    /// The application of a secret key, for what only a secret key may do (reading or using a
+    /// consumer's credentials: operators and sessions never do).
+    pub fn require_secret_key(&self, why: &'static str) -> Result<AppScope> {
+        match self {
+            Principal::SecretKey {
+                application_id,
+                integration_id,
+                ..
+            } => Ok(AppScope {
+                application_id: *application_id,
+                integration_id: *integration_id,
+            }),
+            _ => Err(Error::Forbidden(why)),
+        }
+    }
+
     /// Like `require_app`, but refuses keys restricted to one integration: managing the
     /// application's own keys is for unrestricted principals.
     pub async fn require_app_admin(

@@ -154,8 +154,10 @@ impl ApplicationMutation {
             requests_per_month: input.requests_per_month.as_opt_ref().map(|v| v.copied()),
             requests_per_minute: input.requests_per_minute.as_opt_ref().map(|v| v.copied()),
         };
-        Ok(Application(
-            applications::update(&ctx.state()?.db, &operator, id, changes).await?,
-        ))
+        let state = ctx.state()?;
+        let updated = applications::update(&state.db, &operator, id, changes).await?;
+        // A new plan applies from the next request on this replica (others within seconds).
+        state.limits.forget_plan(updated.id);
+        Ok(Application(updated))
     }
 }

@@ -65,6 +65,28 @@ impl Consumer {
         Ok(services)
     }
 
+    /// Calls made for this consumer, all time, by API style.
+    #[graphql(complexity = 10)]
+    async fn request_counts(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<super::logs::RequestCountsOutput> {
+        let state = ctx.state()?;
+        let scope = ctx
+            .principal()?
+            .require_app(&state.db, Some(self.0.application_id))
+            .await?;
+        let counts = crate::service::usage::logs::consumer_counts(
+            &state.db,
+            &scope,
+            &self.0.consumer_id,
+            None,
+            None,
+        )
+        .await?;
+        Ok(counts.into())
+    }
+
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
@@ -231,7 +253,7 @@ impl ConsumerMutation {
         application_id: Option<ID>,
     ) -> async_graphql::Result<DeleteConsumerPayload> {
         let scope = app_scope(ctx, application_id.as_ref()).await?;
-        let deleted = consumers::delete(&ctx.state()?.db, &scope, &consumer_id).await?;
+        let deleted = consumers::delete(&ctx.state()?.deps(), &scope, &consumer_id).await?;
         Ok(DeleteConsumerPayload {
             id: ids::encode(NodeType::Consumer, deleted.id),
             consumer_id: deleted.consumer_id,

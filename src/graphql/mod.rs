@@ -6,11 +6,14 @@ mod applications;
 mod connect;
 mod connections;
 mod consumers;
-mod context;
+pub mod context;
 mod integrations;
 mod limits;
+mod logs;
 mod node;
 mod providers;
+mod proxy;
+mod rate_limit;
 mod relay;
 mod viewer;
 
@@ -37,6 +40,7 @@ pub struct QueryRoot(
     providers::ProviderQuery,
     integrations::IntegrationQuery,
     connections::ConnectionQuery,
+    logs::LogQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -47,6 +51,7 @@ pub struct MutationRoot(
     integrations::IntegrationMutation,
     connections::ConnectionMutation,
     connect::ConnectMutation,
+    proxy::ProxyMutation,
 );
 
 pub type KeywaySchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
@@ -75,6 +80,7 @@ fn builder(
     .extension(limits::DocumentLimits {
         introspection: config.introspection_enabled(),
     })
+    .extension(rate_limit::KeyRateLimit)
     .register_output_type::<node::Node>();
     if !config.introspection_enabled() {
         builder = builder.disable_introspection().disable_suggestions();

@@ -126,12 +126,19 @@ pub async fn get_by_id(db: &DatabaseConnection, tenancy: Tenancy, id: Uuid) -> R
 
 /// Deletes the consumer. Its connections become tombstones with their credentials wiped, and
 /// each emits `connection.deleted`, in the same transaction.
-pub async fn delete(db: &DatabaseConnection, scope: &AppScope, consumer_id: &str) -> Result<Model> {
-    let consumer = get(db, scope, consumer_id).await?;
-    let txn = db.begin().await?;
-    super::connections::delete_all_of_consumer(&txn, consumer.id).await?;
+pub async fn delete(
+    deps: &super::connections::Deps<'_>,
+    scope: &AppScope,
+    consumer_id: &str,
+) -> Result<Model> {
+    let consumer = get(deps.db, scope, consumer_id).await?;
+    let txn = deps.db.begin().await?;
+    let deleted = super::connections::delete_all_of_consumer(&txn, consumer.id).await?;
     Entity::delete_by_id(consumer.id).exec(&txn).await?;
     txn.commit().await?;
+    for id in deleted {
+        deps.cache.forget(id);
+    }
     tracing::info!(consumer = %consumer.id, "consumer deleted");
     Ok(consumer)
 }

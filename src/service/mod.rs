@@ -14,6 +14,8 @@ pub mod keys;
 pub mod last_used;
 pub mod oauth;
 pub mod pagination;
+pub mod proxy;
 pub mod redirect_uri;
 pub mod refresh;
+pub mod usage;
 pub(crate) mod validate;

@@ -177,7 +177,7 @@ impl Refresher {
                 };
                 write_success(deps, &conn, tokens).await
             }
-            Err(failure) => write_failure(deps.db, &conn, failure).await,
+            Err(failure) => write_failure(deps, &conn, failure).await,
         }
     }
 
@@ -196,7 +196,7 @@ impl Refresher {
 }
 
 /// A connection whose token should be refreshed before use.
-fn due(conn: &Model) -> bool {
+pub fn due(conn: &Model) -> bool {
     conn.auth_type == "oauth2"
         && conn.credentials.is_some()
         && conn.deleted_at.is_none()
@@ -297,11 +297,12 @@ async fn write_success(deps: &Deps<'_>, read: &Model, tokens: OAuthTokens) -> Re
     let model = load_in(&txn, read.id).await?;
     events::record(&txn, EventType::Refreshed, &model).await?;
     txn.commit().await?;
+    deps.cache.forget(read.id);
     tracing::info!(connection = %read.id, "token refreshed");
     Ok(())
 }
 
-async fn write_failure(db: &DatabaseConnection, read: &Model, failure: TokenError) -> Result<()> {
+async fn write_failure(deps: &Deps<'_>, read: &Model, failure: TokenError) -> Result<()> {
     let failures = read.refresh_failures + 1;
     let permanent = matches!(failure, TokenError::InvalidGrant);
     let now_invalid = permanent && failures >= INVALID_AFTER;
@@ -315,7 +316,7 @@ async fn write_failure(db: &DatabaseConnection, read: &Model, failure: TokenErro
     }
     row.version = Set(read.version + 1);
     row.updated_at = Set(Utc::now());
-    let txn = db.begin().await?;
+    let txn = deps.db.begin().await?;
     let written = Entity::update_many()
         .set(row)
         .filter(Column::Id.eq(read.id))
@@ -332,6 +333,7 @@ async fn write_failure(db: &DatabaseConnection, read: &Model, failure: TokenErro
         };
         events::record(&txn, kind, &model).await?;
         txn.commit().await?;
+        deps.cache.forget(read.id);
     }
     tracing::warn!(connection = %read.id, failures, error = %failure, "token refresh failed");
     Err(Error::Upstream(if permanent {

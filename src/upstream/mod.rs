@@ -1,16 +1,24 @@
 //! Calls to providers leave through here: one client built in one place, following no
 //! redirects, with timeouts, and an address check for URLs a tenant can influence.
 
+pub mod resolver;
+
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 
-/// The client for token, revocation and (later) proxy calls.
+/// The client for token, revocation and proxy calls.
 pub fn client(config: &Config) -> Result<reqwest::Client> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(Arc::new(resolver::PublicOnlyResolver::new(allowed_names(
+            config,
+        ))))
+        .pool_max_idle_per_host(256)
+        .tcp_nodelay(true)
         .timeout(Duration::from_secs(config.upstream_timeout_secs))
         .connect_timeout(Duration::from_secs(5))
         .user_agent(concat!("keyway/", env!("CARGO_PKG_VERSION")))
@@ -44,7 +52,41 @@ pub fn check_url(config: &Config, url: &url::Url) -> Result<()> {
     Ok(())
 }
 
-fn is_private(ip: IpAddr) -> bool {
+/// The host names of `allowed_private_hosts` (ports dropped), and this server's own when
+/// the demo provider runs.
+fn allowed_names(config: &Config) -> Vec<String> {
+    let mut names: Vec<String> = config
+        .allowed_private_hosts
+        .iter()
+        .map(|entry| match entry.rsplit_once(':') {
+            Some((host, port)) if port.parse::<u16>().is_ok() && !host.ends_with(':') => {
+                host.trim_matches(['[', ']']).to_owned()
+            }
+            _ => entry.trim_matches(['[', ']']).to_owned(),
+        })
+        .collect();
+    if config.demo_provider_enabled()
+        && let Ok(own) = url::Url::parse(&config.public_base_url())
+        && let Some(host) = own.host_str()
+    {
+        names.push(host.trim_matches(['[', ']']).to_owned());
+    }
+    names
+}
+
+/// Whether a failed call was refused by the resolver (a name pointing inside the network).
+pub fn refused_address(err: &reqwest::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = cause {
+        if current.is::<resolver::PrivateAddress>() {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
+}
+
+pub(crate) fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             v4.is_private()

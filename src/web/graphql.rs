@@ -12,10 +12,16 @@ use async_graphql::http::GraphiQLSource;
 use async_graphql::{BatchRequest, BatchResponse, Request, Response};
 use futures_util::StreamExt;
 
+use std::time::Instant;
+
+use crate::auth::Principal;
 use crate::auth::bearer::{authenticate, bearer_token};
 use crate::error::Error;
+use crate::graphql::context::{LogTags, RequestInfo};
 use crate::graphql::{KeywaySchema, MAX_BATCH};
+use crate::service::usage::{ApiStyle, LogEntry};
 use crate::state::AppState;
+use crate::web::request_id;
 
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
@@ -23,8 +29,9 @@ pub async fn post(
     state: web::Data<AppState>,
     schema: web::Data<KeywaySchema>,
     req: HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
 ) -> HttpResponse {
+    let started = Instant::now();
     let header = req
         .headers()
         .get(AUTHORIZATION)
@@ -37,7 +44,43 @@ pub async fn post(
         Ok(p) => p,
         Err(err) => return error_response(&err, err.status()),
     };
+    // Calls of a tenant's key are its application's: counted against its plan and logged.
+    let mut entry = match &principal {
+        Principal::SecretKey { application_id, .. } => {
+            let mut entry = LogEntry::new(*application_id, ApiStyle::Unify, "graphql");
+            entry.http_method = "POST".into();
+            entry.path = "/graphql".into();
+            entry.request_id = request_id::of(&req);
+            entry.source_ip = req.peer_addr().map(|a| a.ip().to_string());
+            Some(entry)
+        }
+        Principal::Operator { .. } => None,
+    };
+    let response = execute(&state, &schema, &req, payload, principal, entry.as_mut()).await;
+    if let Some(mut entry) = entry {
+        entry.status_code = response.status().as_u16();
+        entry.duration = started.elapsed();
+        state.logs.record(entry);
+    }
+    response
+}
 
+async fn execute(
+    state: &AppState,
+    schema: &KeywaySchema,
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    principal: Principal,
+    entry: Option<&mut LogEntry>,
+) -> HttpResponse {
+    if let Some(entry) = &entry
+        && let Err(err) = state
+            .limits
+            .count_request(&state.db, entry.application_id)
+            .await
+    {
+        return error_response(&err, err.status());
+    }
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let Ok(chunk) = chunk else {
@@ -60,13 +103,35 @@ pub async fn post(
         Ok(batch) => batch,
         Err(err) => return error_response(&err, StatusCode::BAD_REQUEST),
     };
-
-    let response = schema.execute_batch(batch.data(principal)).await;
+    let tags = LogTags::default();
+    let info = RequestInfo {
+        request_id: request_id::of(req),
+        source_ip: req.peer_addr().map(|a| a.ip().to_string()),
+    };
+    let response = schema
+        .execute_batch(batch.data(principal).data(info).data(tags.clone()))
+        .await;
     let response = match response {
         BatchResponse::Single(r) => BatchResponse::Single(with_codes(r)),
         BatchResponse::Batch(rs) => BatchResponse::Batch(rs.into_iter().map(with_codes).collect()),
     };
-    HttpResponse::Ok()
+    let limited = retry_after_if_all_limited(&response);
+    if let Some(entry) = entry {
+        tags.apply(entry);
+        if let Some(code) = first_error_code(&response) {
+            entry.error_message = Some(code.clone());
+            entry.status_code = status_of_code(&code).as_u16();
+        }
+    }
+    let mut answer = match limited {
+        Some(secs) => {
+            let mut answer = HttpResponse::TooManyRequests();
+            answer.insert_header(("Retry-After", secs.to_string()));
+            answer
+        }
+        None => HttpResponse::Ok(),
+    };
+    answer
         .insert_header((CACHE_CONTROL, "no-store"))
         .json(response)
 }
@@ -118,14 +183,78 @@ fn with_codes(mut response: Response) -> Response {
     response
 }
 
+fn responses(batch: &BatchResponse) -> Vec<&Response> {
+    match batch {
+        BatchResponse::Single(r) => vec![r],
+        BatchResponse::Batch(rs) => rs.iter().collect(),
+    }
+}
+
+fn error_code(error: &async_graphql::ServerError) -> Option<String> {
+    match error.extensions.as_ref()?.get("code")? {
+        async_graphql::Value::String(code) => Some(code.clone()),
+        _ => None,
+    }
+}
+
+fn first_error_code(batch: &BatchResponse) -> Option<String> {
+    responses(batch)
+        .into_iter()
+        .flat_map(|r| r.errors.iter())
+        .find_map(error_code)
+}
+
+/// When every request of the POST was refused by the rate limit, the POST is a 429.
+fn retry_after_if_all_limited(batch: &BatchResponse) -> Option<u64> {
+    let mut retry_after = None;
+    for response in responses(batch) {
+        let limited = response
+            .errors
+            .iter()
+            .find(|e| error_code(e).as_deref() == Some("RATE_LIMITED"))?;
+        let secs = match limited
+            .extensions
+            .as_ref()
+            .and_then(|e| e.get("retryAfter"))
+        {
+            Some(async_graphql::Value::Number(n)) => n.as_u64().unwrap_or(1),
+            _ => 1,
+        };
+        retry_after = Some(retry_after.map_or(secs, |s: u64| s.max(secs)));
+    }
+    retry_after
+}
+
+/// The HTTP status a request log shows for a GraphQL error code.
+fn status_of_code(code: &str) -> StatusCode {
+    match code {
+        "UNAUTHENTICATED" => StatusCode::UNAUTHORIZED,
+        "FORBIDDEN" => StatusCode::FORBIDDEN,
+        "NOT_FOUND" => StatusCode::NOT_FOUND,
+        "BAD_USER_INPUT" => StatusCode::BAD_REQUEST,
+        "CONFLICT" => StatusCode::CONFLICT,
+        "RATE_LIMITED" => StatusCode::TOO_MANY_REQUESTS,
+        "UPSTREAM_ERROR" => StatusCode::BAD_GATEWAY,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 /// A GraphQL-shaped error answer for failures outside execution.
 fn error_response(err: &Error, status: StatusCode) -> HttpResponse {
     err.log();
     let mut response = HttpResponse::build(status);
-    if matches!(err, Error::Unauthenticated) {
-        response.insert_header(("WWW-Authenticate", "Bearer"));
+    let mut extensions = serde_json::json!({ "code": err.code() });
+    match err {
+        Error::Unauthenticated => {
+            response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        Error::RateLimited { retry_after_secs } => {
+            response.insert_header(("Retry-After", retry_after_secs.to_string()));
+            extensions["retryAfter"] = (*retry_after_secs).into();
+        }
+        _ => {}
     }
     response.json(serde_json::json!({
-        "errors": [{ "message": err.message(), "extensions": { "code": err.code() } }]
+        "errors": [{ "message": err.message(), "extensions": extensions }]
     }))
 }

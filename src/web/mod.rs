@@ -5,6 +5,7 @@ mod graphql;
 mod health;
 mod home;
 mod oauth;
+pub mod proxy;
 pub mod request_id;
 
 use actix_web::{HttpResponse, web};
@@ -21,6 +22,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::get().to(oauth::authorize),
         )
         .route("/connect/{integration_id}", web::get().to(oauth::connect))
+        .route("/proxy/{connection_id}/{path:.*}", web::to(proxy::proxy))
+        .route("/proxy/{connection_id}", web::to(proxy::proxy))
         .service(
             web::scope("/demo-provider")
                 .route("/authorize", web::get().to(demo_provider::consent))

@@ -13,11 +13,22 @@ use tracing::Instrument;
 
 pub const HEADER: &str = "x-request-id";
 
+/// The id, for handlers that record it (request logs).
+#[derive(Clone)]
+struct RequestId(String);
+
+pub fn of(req: &actix_web::HttpRequest) -> Option<String> {
+    actix_web::HttpMessage::extensions(req)
+        .get::<RequestId>()
+        .map(|id| id.0.clone())
+}
+
 pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let id = incoming_id(&req).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    actix_web::HttpMessage::extensions_mut(&req).insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", request_id = %id);
     let started = Instant::now();
     let method = req.method().clone();

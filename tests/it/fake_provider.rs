@@ -33,6 +33,30 @@ pub struct FakeState {
     /// Requests that reached `/elsewhere` (a redirect target that must never be hit).
     pub elsewhere_hits: usize,
     pub fail_with: Option<String>,
+    /// Calls that reached the fake API (`/api/…`), in order.
+    pub api_requests: Vec<ApiRequest>,
+    /// Access tokens the API answers 401 to (revoked early at the provider).
+    pub rejected_tokens: std::collections::HashSet<String>,
+}
+
+/// One call the fake API received, as it arrived.
+#[derive(Clone, Debug)]
+pub struct ApiRequest {
+    pub method: String,
+    /// The raw request path.
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl ApiRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 pub struct FakeProvider {
@@ -54,6 +78,7 @@ impl FakeProvider {
                 .route("/token", web::post().to(token))
                 .route("/revoke", web::post().to(revoke))
                 .route("/elsewhere", web::to(elsewhere))
+                .route("/api/{tail:.*}", web::to(api))
         })
         .workers(1)
         .disable_signals()
@@ -110,6 +135,14 @@ impl FakeProvider {
             "base_url": format!("{}/api", self.base),
             "injection": { "type": "bearer" }
         })
+    }
+
+    pub fn api_requests(&self) -> Vec<ApiRequest> {
+        self.state.lock().unwrap().api_requests.clone()
+    }
+
+    pub fn elsewhere_hits(&self) -> usize {
+        self.state.lock().unwrap().elsewhere_hits
     }
 
     pub async fn stop(self) {
@@ -221,4 +254,70 @@ async fn revoke(
 async fn elsewhere(state: web::Data<Arc<Mutex<FakeState>>>) -> HttpResponse {
     state.lock().unwrap().elsewhere_hits += 1;
     HttpResponse::Ok().json(json!({ "access_token": "stolen", "token_type": "Bearer" }))
+}
+
+/// The fake provider's API: records every call; `/api/redirect?to=…` answers 302,
+/// `/api/limited` 429, `/api/big?bytes=n` a body of n bytes, `/api/binary` non-UTF-8 bytes;
+/// anything else echoes the request as JSON (401 for a rejected token).
+async fn api(
+    state: web::Data<Arc<Mutex<FakeState>>>,
+    req: actix_web::HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let request = ApiRequest {
+        method: req.method().to_string(),
+        path: req.uri().path().to_owned(),
+        query: req.uri().query().unwrap_or("").to_owned(),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: body.to_vec(),
+    };
+    let mut state = state.lock().unwrap();
+    state.api_requests.push(request.clone());
+    let query: HashMap<String, String> = url::form_urlencoded::parse(request.query.as_bytes())
+        .into_owned()
+        .collect();
+    match request.path.as_str() {
+        "/api/redirect" => {
+            return HttpResponse::Found()
+                .insert_header(("location", query.get("to").cloned().unwrap_or_default()))
+                .finish();
+        }
+        "/api/limited" => {
+            return HttpResponse::TooManyRequests()
+                .insert_header(("retry-after", "7"))
+                .json(json!({ "error": "slow down" }));
+        }
+        "/api/big" => {
+            let n: usize = query.get("bytes").and_then(|b| b.parse().ok()).unwrap_or(0);
+            return HttpResponse::Ok().body(vec![b'x'; n]);
+        }
+        "/api/binary" => return HttpResponse::Ok().body(vec![0xff_u8, 0xfe, 0x00, 0x01]),
+        _ => {}
+    }
+    let bearer = request
+        .header("authorization")
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if state.rejected_tokens.contains(bearer) {
+        return HttpResponse::Unauthorized().json(json!({ "error": "invalid_token" }));
+    }
+    HttpResponse::Ok()
+        .insert_header(("set-cookie", "provider_session=secret"))
+        .insert_header(("x-upstream", "fake"))
+        .json(json!({
+            "method": request.method,
+            "path": request.path,
+            "query": request.query,
+            "body": String::from_utf8_lossy(&request.body),
+            "body_len": request.body.len(),
+        }))
 }

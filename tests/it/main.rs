@@ -15,5 +15,6 @@ mod fake_provider;
 mod integrations;
 mod isolation;
 mod oauth;
+mod proxy;
 mod refresh;
 mod server;

@@ -10,7 +10,7 @@ use crate::support::{Backend, Tenant, TestApp, event_types};
 const CREDS: &str = "query($id: ID!, $f: Boolean) { connectionCredentials(id: $id, forceRefresh: $f, includeRefreshToken: true) { accessToken refreshToken expiresAt } }";
 
 /// Runs the OAuth flow once and returns the new connection's id.
-async fn connected(app: &TestApp, fake: &FakeProvider, tenant: &Tenant) -> String {
+pub async fn connected(app: &TestApp, fake: &FakeProvider, tenant: &Tenant) -> String {
     let body = connect_link(app, &tenant.key, APP_REDIRECT).await;
     let q = query_of(body["data"]["createConnectLink"]["url"].as_str().unwrap());
     let code = fake.issue_code(&q["code_challenge"]);

@@ -263,6 +263,7 @@ impl ConnectionQuery {
         let (scope, uuid) = scoped(ctx, &id).await?;
         let force = force_refresh == Some(true);
         let live = connections::credentials(&ctx.state()?.deps(), &scope, uuid, force).await?;
+        ctx.tag_consumer(&live.consumer_id, &live.service_id);
         let text = |s: Option<Secret>| s.map(|s| s.expose().to_owned());
         Ok(ConnectionCredentials {
             connection_id: id,

@@ -110,7 +110,7 @@ impl ConnectionMutation {
         let (scope, id) = scoped(ctx, &connection_id).await?;
         Ok(Json(
             connections::update_resource_settings(
-                &ctx.state()?.db,
+                &ctx.state()?.deps(),
                 &scope,
                 id,
                 &resource,

@@ -156,6 +156,9 @@ fn bounded_token(field: &str, token: Secret) -> Result<String> {
 
 /// What a secret key receives from `connectionCredentials`.
 pub struct LiveCredentials {
+    /// Whose they are (for request logs).
+    pub consumer_id: String,
+    pub service_id: String,
     pub auth_type: AuthType,
     pub access_token: Option<Secret>,
     pub refresh_token: Option<Secret>,
@@ -176,6 +179,8 @@ impl LiveCredentials {
         instance_url: Option<String>,
     ) -> Self {
         let mut live = LiveCredentials {
+            consumer_id: String::new(),
+            service_id: provider.service_id.clone(),
             auth_type: provider.auth_type,
             access_token: None,
             refresh_token: None,
@@ -282,5 +287,8 @@ pub async fn credentials(
         .get("instance_url")
         .and_then(Value::as_str)
         .map(str::to_owned);
-    Ok(LiveCredentials::new(&provider, stored, instance_url))
+    let mut live = LiveCredentials::new(&provider, stored, instance_url);
+    live.consumer_id = conn.consumer_id;
+    live.service_id = conn.service_id;
+    Ok(live)
 }

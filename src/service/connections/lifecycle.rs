@@ -52,7 +52,7 @@ pub async fn revoke(deps: &Deps<'_>, scope: &AppScope, id: Uuid) -> Result<Model
     wipe(&mut row);
     row.state = Set(ConnectionState::Revoked.as_str().to_owned());
     row.revoked_at = Set(Some(Utc::now()));
-    let model = write(deps.db, current, row, |txn, model| async move {
+    let model = write(deps, current, row, |txn, model| async move {
         events::record(&txn, EventType::Revoked, &model).await?;
         Ok((txn, model))
     })
@@ -68,7 +68,7 @@ pub async fn delete(deps: &Deps<'_>, scope: &AppScope, id: Uuid) -> Result<Model
     wipe(&mut row);
     row.state = Set(ConnectionState::Deleted.as_str().to_owned());
     row.deleted_at = Set(Some(Utc::now()));
-    let model = write(deps.db, current, row, |txn, model| async move {
+    let model = write(deps, current, row, |txn, model| async move {
         events::record(&txn, EventType::Deleted, &model).await?;
         Ok((txn, model))
     })
@@ -81,14 +81,15 @@ pub async fn delete(deps: &Deps<'_>, scope: &AppScope, id: Uuid) -> Result<Model
 pub async fn delete_all_of_consumer<C: sea_orm::ConnectionTrait>(
     txn: &C,
     consumer_ref: Uuid,
-) -> Result<usize> {
+) -> Result<Vec<Uuid>> {
     let live = Entity::find()
         .filter(Column::ConsumerRef.eq(consumer_ref))
         .filter(Column::DeletedAt.is_null())
         .all(txn)
         .await?;
-    let count = live.len();
+    let mut ids = Vec::with_capacity(live.len());
     for current in live {
+        ids.push(current.id);
         let mut row: ActiveModel = current.clone().into();
         wipe(&mut row);
         row.state = Set(ConnectionState::Deleted.as_str().to_owned());
@@ -98,5 +99,5 @@ pub async fn delete_all_of_consumer<C: sea_orm::ConnectionTrait>(
         let model = row.update(txn).await?;
         events::record(txn, EventType::Deleted, &model).await?;
     }
-    Ok(count)
+    Ok(ids)
 }

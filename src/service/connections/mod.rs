@@ -24,7 +24,7 @@ pub use credentials::{
     CredentialsInput, LiveCredentials, OAuthTokens, StoredCredentials, credentials,
 };
 pub use lifecycle::{delete, delete_all_of_consumer, revoke};
-pub use listing::{ConnectionFilter, count, list};
+pub use listing::{ConnectionFilter, count, list, visible};
 pub use resources::{resource_settings, update_resource_settings};
 pub use settings::{as_map as settings_map, merge as merge_settings};
 pub use state::ConnectionState;
@@ -98,6 +98,8 @@ pub struct Deps<'a> {
     /// The one client for calls to providers.
     pub http: &'a reqwest::Client,
     pub refresher: &'a crate::service::refresh::Refresher,
+    /// Decrypted proxy targets; every committed change to a connection drops its entry.
+    pub cache: &'a crate::service::proxy::CredentialCache,
 }
 
 pub async fn create(deps: &Deps<'_>, scope: &AppScope, input: NewConnection) -> Result<Model> {
@@ -217,7 +219,7 @@ pub async fn update(
     }
     let state = ConnectionState::derive(has_credentials, configured, invalid);
     row.state = Set(state.as_str().to_owned());
-    write(deps.db, current, row, |txn, model| async move {
+    write(deps, current, row, |txn, model| async move {
         events::record(&txn, EventType::Updated, &model).await?;
         if state == ConnectionState::Callable && before != ConnectionState::Callable {
             events::record(&txn, EventType::Callable, &model).await?;
@@ -259,7 +261,7 @@ pub async fn provider_of(deps: &Deps<'_>, conn: &Model) -> Result<Arc<Provider>>
 /// Commits `row` (version bumped, `updated_at` set) only if nobody changed the connection
 /// since it was read, with the events `after` writes, in one transaction.
 async fn write<F, Fut>(
-    db: &DatabaseConnection,
+    deps: &Deps<'_>,
     read: Model,
     mut row: ActiveModel,
     after: F,
@@ -270,7 +272,7 @@ where
 {
     row.version = Set(read.version + 1);
     row.updated_at = Set(Utc::now());
-    let txn = db.begin().await?;
+    let txn = deps.db.begin().await?;
     let changed = Entity::update_many()
         .set(row)
         .filter(Column::Id.eq(read.id))
@@ -288,6 +290,7 @@ where
         .ok_or(Error::NotFound)?;
     let (txn, model) = after(txn, model).await?;
     txn.commit().await?;
+    deps.cache.forget(model.id);
     Ok(model)
 }
 

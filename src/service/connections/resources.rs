@@ -26,7 +26,7 @@ pub async fn resource_settings(
 }
 
 pub async fn update_resource_settings(
-    db: &DatabaseConnection,
+    deps: &super::Deps<'_>,
     scope: &AppScope,
     id: Uuid,
     resource: &str,
@@ -38,7 +38,7 @@ pub async fn update_resource_settings(
         Some(configuration),
         CONFIGURATION_MAX_BYTES,
     )?;
-    let current = get_live(db, scope, id).await?;
+    let current = get_live(deps.db, scope, id).await?;
     let mut all: Map<String, Value> = current
         .configuration
         .as_object()
@@ -47,7 +47,7 @@ pub async fn update_resource_settings(
     all.insert(resource, configuration.clone());
     let mut row: ActiveModel = current.clone().into();
     row.configuration = Set(Value::Object(all));
-    write(db, current, row, |txn, model| async move {
+    write(deps, current, row, |txn, model| async move {
         events::record(&txn, EventType::Updated, &model).await?;
         Ok((txn, model))
     })

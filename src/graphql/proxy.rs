@@ -1,0 +1,271 @@
+//! The `proxy` mutation: one call to a provider with the connection's credential, answered
+//! with the provider's status, headers and body (SPEC §5 "Proxy").
+
+use std::time::Instant;
+
+use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject};
+use base64::Engine;
+
+use super::context::ContextExt;
+use crate::error::Error;
+use crate::ids::{self, NodeType};
+use crate::service::proxy::{self, CallBody, ConnectionRef, ProxyCall};
+use crate::service::usage::{ApiStyle, LogEntry};
+use crate::web::proxy::{Upstream, describe};
+
+#[derive(InputObject)]
+pub struct HttpHeaderInput {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(InputObject)]
+pub struct QueryParamInput {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(InputObject)]
+pub struct ProxyInput {
+    /// The connection to call through; or name it by `consumerId` and `serviceId`.
+    pub connection_id: Option<ID>,
+    pub consumer_id: Option<String>,
+    pub service_id: Option<String>,
+    /// `GET` when not given.
+    pub method: Option<String>,
+    /// Relative to the provider's base URL (`/contacts/42`); no query string.
+    pub path: String,
+    pub query: Option<Vec<QueryParamInput>>,
+    pub headers: Option<Vec<HttpHeaderInput>>,
+    /// A text body; or `json` for a JSON one (then `Content-Type: application/json` unless
+    /// given), or `bodyBase64` for bytes.
+    pub body: Option<String>,
+    pub json: Option<Json<serde_json::Value>>,
+    pub body_base64: Option<String>,
+}
+
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum BodyEncoding {
+    /// `body` is the answer as UTF-8 text.
+    Text,
+    /// The answer was not UTF-8: `body` holds it in base64.
+    #[graphql(name = "BASE64")]
+    Base64,
+}
+
+#[derive(SimpleObject)]
+pub struct HttpHeader {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(SimpleObject)]
+pub struct ProxyResult {
+    /// The provider's status code (a 429 keeps its `Retry-After` in `headers`).
+    pub status: i32,
+    pub headers: Vec<HttpHeader>,
+    pub body: String,
+    pub body_encoding: BodyEncoding,
+    /// The body parsed, when the provider answered with JSON.
+    pub json: Option<Json<serde_json::Value>>,
+    pub connection_id: ID,
+    /// Time waiting for the provider, in milliseconds.
+    pub latency_ms: f64,
+}
+
+#[derive(Default)]
+pub struct ProxyMutation;
+
+#[Object]
+impl ProxyMutation {
+    /// Permissions: secret keys only (as `connectionCredentials`: operators and sessions never
+    /// use a consumer's credentials). Counted against the application's plan.
+    async fn proxy(
+        &self,
+        ctx: &Context<'_>,
+        input: ProxyInput,
+    ) -> async_graphql::Result<ProxyResult> {
+        let scope = ctx
+            .principal()?
+            .require_secret_key("only a secret key may proxy")?;
+        let state = ctx.state()?;
+        let started = Instant::now();
+        let mut entry = LogEntry::new(scope.application_id(), ApiStyle::Proxy, "proxy");
+        let info = ctx.request_info();
+        entry.request_id = info.request_id.clone();
+        entry.source_ip = info.source_ip.clone();
+        entry.path = input.path.clone();
+        entry.http_method = input
+            .method
+            .clone()
+            .unwrap_or_else(|| "GET".into())
+            .to_uppercase();
+        let result = run(ctx, &scope, input, &mut entry).await;
+        entry.duration = started.elapsed();
+        match &result {
+            Ok(answer) => entry.status_code = answer.status as u16,
+            Err(err) => {
+                entry.status_code = err.status().as_u16();
+                entry.error_message = Some(err.message());
+            }
+        }
+        state.logs.record(entry);
+        Ok(result?)
+    }
+}
+
+async fn run(
+    ctx: &Context<'_>,
+    scope: &crate::auth::AppScope,
+    input: ProxyInput,
+    entry: &mut LogEntry,
+) -> Result<ProxyResult, Error> {
+    let state = ctx.state()?;
+    let which = match (input.connection_id, input.consumer_id, input.service_id) {
+        (Some(id), None, None) => ConnectionRef::Id(ids::decode_as(NodeType::Connection, &id)?),
+        (None, Some(consumer_id), Some(service_id)) => ConnectionRef::Consumer {
+            consumer_id,
+            service_id,
+        },
+        _ => {
+            return Err(Error::bad_input(
+                "give either connectionId, or consumerId and serviceId",
+            ));
+        }
+    };
+    let method = reqwest::Method::from_bytes(entry.http_method.as_bytes())
+        .ok()
+        .filter(|m| {
+            [
+                reqwest::Method::GET,
+                reqwest::Method::POST,
+                reqwest::Method::PUT,
+                reqwest::Method::PATCH,
+                reqwest::Method::DELETE,
+                reqwest::Method::HEAD,
+                reqwest::Method::OPTIONS,
+            ]
+            .contains(m)
+        })
+        .ok_or_else(|| {
+            Error::bad_input("method must be GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS")
+        })?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    for header in input.headers.unwrap_or_default() {
+        let name = reqwest::header::HeaderName::from_bytes(header.name.as_bytes())
+            .map_err(|_| Error::bad_input("a header name is invalid"))?;
+        let value = reqwest::header::HeaderValue::from_str(&header.value)
+            .map_err(|_| Error::bad_input(format!("the value of header {name} is invalid")))?;
+        headers.append(name, value);
+    }
+    let body = match (input.body, input.json, input.body_base64) {
+        (None, None, None) => CallBody::Empty,
+        (Some(text), None, None) => CallBody::Bytes(text.into()),
+        (None, Some(Json(value)), None) => {
+            headers.entry(reqwest::header::CONTENT_TYPE).or_insert(
+                reqwest::header::HeaderValue::from_static("application/json"),
+            );
+            CallBody::Bytes(serde_json::to_vec(&value).map_err(Error::internal)?.into())
+        }
+        (None, None, Some(encoded)) => CallBody::Bytes(
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .map_err(|_| Error::bad_input("bodyBase64 is not base64"))?
+                .into(),
+        ),
+        _ => {
+            return Err(Error::bad_input(
+                "give at most one of body, json and bodyBase64",
+            ));
+        }
+    };
+    let max = state.config.proxy_max_body_bytes;
+    if let CallBody::Bytes(bytes) = &body
+        && bytes.len() as u64 > max
+    {
+        return Err(Error::bad_input(format!(
+            "the body is larger than {max} bytes"
+        )));
+    }
+    let query = input.query.filter(|q| !q.is_empty()).map(|params| {
+        let mut encoder = url::form_urlencoded::Serializer::new(String::new());
+        for param in params {
+            encoder.append_pair(&param.name, &param.value);
+        }
+        encoder.finish()
+    });
+
+    state
+        .limits
+        .count_request(&state.db, scope.application_id())
+        .await?;
+    let deps = state.deps();
+    let id = proxy::resolve(&deps, scope, which).await?;
+    entry.connection_id = Some(id);
+    let call = ProxyCall {
+        method,
+        path: input.path,
+        query,
+        headers,
+        body,
+    };
+    let forwarded = proxy::forward(&deps, scope, id, call).await?;
+    let response = forwarded.response;
+    describe(
+        entry,
+        &Upstream {
+            target: forwarded.target,
+            latency: forwarded.latency,
+            status: response.status(),
+        },
+    );
+    if response.content_length().is_some_and(|l| l > max) {
+        return Err(Error::Upstream(format!(
+            "the provider's answer is larger than {max} bytes"
+        )));
+    }
+    let status = i32::from(response.status().as_u16());
+    let headers: Vec<HttpHeader> = proxy::headers::inbound(response.headers())
+        .iter()
+        .map(|(name, value)| HttpHeader {
+            name: name.as_str().to_owned(),
+            value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        })
+        .collect();
+    let is_json = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    let mut bytes = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+        let chunk = chunk.map_err(proxy::upstream_error)?;
+        if (bytes.len() + chunk.len()) as u64 > max {
+            return Err(Error::Upstream(format!(
+                "the provider's answer is larger than {max} bytes"
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let json = is_json
+        .then(|| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .flatten()
+        .map(Json);
+    let (body, body_encoding) = match String::from_utf8(bytes) {
+        Ok(text) => (text, BodyEncoding::Text),
+        Err(raw) => (
+            base64::engine::general_purpose::STANDARD.encode(raw.as_bytes()),
+            BodyEncoding::Base64,
+        ),
+    };
+    Ok(ProxyResult {
+        status,
+        headers,
+        body,
+        body_encoding,
+        json,
+        connection_id: ids::encode(NodeType::Connection, id),
+        latency_ms: entry.latency.map_or(0.0, |l| l.as_secs_f64() * 1000.0),
+    })
+}

@@ -1,0 +1,72 @@
+//! Decrypted proxy targets, kept in memory for `credential_cache_secs` so a proxied call opens
+//! no ciphertext and reads no connection row. Every change to a connection on this replica
+//! (update, refresh, revoke, delete) drops its entry as soon as it commits; other replicas'
+//! entries lapse with their time to live (and an upstream 401 refreshes and reloads at once).
+//!
+//! A load that raced with a change must not put the old value back: loads note the
+//! invalidation epoch before reading and discard their result if it moved.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::Target;
+
+pub struct CredentialCache {
+    entries: Option<moka::sync::Cache<Uuid, Arc<Target>>>,
+    epoch: AtomicU64,
+}
+
+impl CredentialCache {
+    /// `ttl` zero: nothing is cached.
+    pub fn new(ttl: Duration) -> Self {
+        let entries = (!ttl.is_zero()).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl)
+                .build()
+        });
+        Self {
+            entries,
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    pub fn get(&self, id: Uuid) -> Option<Arc<Target>> {
+        self.entries.as_ref()?.get(&id)
+    }
+
+    /// Taken before reading what `insert` will store.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Stores `target` unless something was invalidated since `epoch`.
+    pub fn insert(&self, target: Arc<Target>, epoch: u64) {
+        let Some(entries) = &self.entries else {
+            return;
+        };
+        let id = target.connection.id;
+        entries.insert(id, target);
+        if self.epoch() != epoch {
+            entries.invalidate(&id);
+        }
+    }
+
+    /// The connection changed: its cached credentials are gone from now on.
+    pub fn forget(&self, id: Uuid) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        if let Some(entries) = &self.entries {
+            entries.invalidate(&id);
+        }
+    }
+
+    pub fn forget_all(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        if let Some(entries) = &self.entries {
+            entries.invalidate_all();
+        }
+    }
+}

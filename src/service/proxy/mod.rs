@@ -1,0 +1,286 @@
+//! Calls to a provider on a consumer's behalf, with the connection's credential injected
+//! (SPEC §5 "Proxy"). The URL never leaves the provider's base URL (`url`); the caller's
+//! identity and hop-by-hop headers never reach the provider (`headers`); redirects are never
+//! followed (the one upstream client); a token near expiry is refreshed first, and an upstream
+//! 401 triggers one refresh and one retry. Decrypted credentials come from `cache`, so a call
+//! reads nothing from the database unless its entry is missing.
+//!
+//! What it must never do: log or return a credential, or send one anywhere but the
+//! provider's own host.
+
+pub mod cache;
+pub mod headers;
+pub mod url;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use entity::connection::Model;
+use reqwest::Method;
+use reqwest::header::HeaderMap;
+use uuid::Uuid;
+
+pub use cache::CredentialCache;
+use headers::Credential;
+
+use super::connections::{
+    self, ConnectionFilter, ConnectionState, Deps, Environment, StoredCredentials,
+};
+use crate::auth::AppScope;
+use crate::catalog::{AuthType, Provider};
+use crate::error::{Error, Result};
+use crate::service::pagination::PageRequest;
+use crate::service::refresh;
+
+/// A connection ready to be called through: decrypted, checked, its base URL resolved.
+pub struct Target {
+    pub connection: Model,
+    pub provider: Arc<Provider>,
+    pub base: ::url::Url,
+    credential: Credential,
+    /// An OAuth2 connection with a refresh token: a 401 is worth one refresh.
+    refreshable: bool,
+}
+
+impl Target {
+    pub fn sandbox(&self) -> bool {
+        Environment::parse_stored(&self.connection.environment) == Environment::Sandbox
+    }
+}
+
+pub enum ConnectionRef {
+    Id(Uuid),
+    /// The consumer's connection to the service (the callable one, the newest if several).
+    Consumer {
+        consumer_id: String,
+        service_id: String,
+    },
+}
+
+pub enum CallBody {
+    Empty,
+    /// Held in full: a 401 can be retried.
+    Bytes(bytes::Bytes),
+    /// Streamed through: sent once, never retried.
+    Stream(reqwest::Body),
+}
+
+pub struct ProxyCall {
+    pub method: Method,
+    /// Relative to the provider's base URL; no query string.
+    pub path: String,
+    /// Already percent-encoded, as the caller sent it.
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: CallBody,
+}
+
+pub struct Forwarded {
+    /// Status, headers and a body still to be read (or streamed).
+    pub response: reqwest::Response,
+    pub target: Arc<Target>,
+    /// Time waiting for the provider's answer (both calls when retried).
+    pub latency: Duration,
+}
+
+/// Resolves a `ConnectionRef` the scope may use.
+pub async fn resolve(deps: &Deps<'_>, scope: &AppScope, which: ConnectionRef) -> Result<Uuid> {
+    match which {
+        ConnectionRef::Id(id) => Ok(id),
+        ConnectionRef::Consumer {
+            consumer_id,
+            service_id,
+        } => {
+            let filter = ConnectionFilter {
+                consumer_id: Some(consumer_id),
+                service_id: Some(service_id),
+                ..ConnectionFilter::default()
+            };
+            let page = PageRequest::parse(Some(200), None)?;
+            let rows = connections::list(deps.db, deps.catalog, scope, &filter, &page).await?;
+            rows.items
+                .iter()
+                .rev()
+                .find(|c| c.state == ConnectionState::Callable.as_str())
+                .or(rows.items.last())
+                .map(|c| c.id)
+                .ok_or(Error::NotFound)
+        }
+    }
+}
+
+/// Sends the call to the provider and returns its answer, whatever its status.
+pub async fn forward(
+    deps: &Deps<'_>,
+    scope: &AppScope,
+    id: Uuid,
+    call: ProxyCall,
+) -> Result<Forwarded> {
+    let mut target = target(deps, scope, id).await?;
+    if refresh::due(&target.connection) {
+        target = fresh_target(deps, scope, &target, false).await?;
+    }
+    let ProxyCall {
+        method,
+        path,
+        query,
+        headers,
+        body,
+    } = call;
+    let outbound = headers::outbound(&headers, &target.provider);
+    let (body, replay) = match body {
+        CallBody::Empty => (
+            reqwest::Body::from(bytes::Bytes::new()),
+            Some(bytes::Bytes::new()),
+        ),
+        CallBody::Bytes(bytes) => (reqwest::Body::from(bytes.clone()), Some(bytes)),
+        CallBody::Stream(stream) => (stream, None),
+    };
+    let request = |target: &Target, body: reqwest::Body| -> Result<reqwest::RequestBuilder> {
+        let query = match &target.credential {
+            Credential::Query(name, value) => {
+                Some(headers::query_with(query.as_deref(), name, value))
+            }
+            Credential::Header(..) => query.clone(),
+        };
+        let url = url::join(&target.base, &path, query.as_deref())?;
+        let mut builder = deps
+            .http
+            .request(method.clone(), url)
+            .headers(outbound.clone())
+            .body(body);
+        if let Credential::Header(name, value) = &target.credential {
+            builder = builder.header(name.clone(), value.clone());
+        }
+        Ok(builder)
+    };
+
+    let started = Instant::now();
+    let mut response = send(request(&target, body)?).await?;
+    if response.status() == reqwest::StatusCode::UNAUTHORIZED
+        && target.refreshable
+        && let Some(replay) = replay
+    {
+        // The token may have been revoked or rotated early: refresh once and try again.
+        // If the refresh fails, the provider's 401 is the answer.
+        if let Ok(fresh) = fresh_target(deps, scope, &target, true).await {
+            target = fresh;
+            response = send(request(&target, reqwest::Body::from(replay))?).await?;
+        }
+    }
+    Ok(Forwarded {
+        response,
+        target,
+        latency: started.elapsed(),
+    })
+}
+
+async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+    request.send().await.map_err(upstream_error)
+}
+
+/// A transport failure, described without its URL (which may carry a query credential).
+pub fn upstream_error(err: reqwest::Error) -> Error {
+    let err = err.without_url();
+    let text = if err.is_timeout() {
+        "the provider did not answer in time"
+    } else if err.is_connect() {
+        if crate::upstream::refused_address(&err) {
+            "the provider's host resolves to a private address"
+        } else {
+            "could not connect to the provider"
+        }
+    } else if err.is_body() || err.is_request() {
+        "the request to the provider failed"
+    } else {
+        "the provider's answer could not be read"
+    };
+    tracing::warn!(error = %err, "proxy call failed");
+    Error::Upstream(text.into())
+}
+
+/// The target from the cache, or loaded and cached.
+async fn target(deps: &Deps<'_>, scope: &AppScope, id: Uuid) -> Result<Arc<Target>> {
+    if let Some(cached) = deps.cache.get(id)
+        && connections::visible(scope, &cached.connection)
+    {
+        return Ok(cached);
+    }
+    load(deps, scope, id).await
+}
+
+/// Refreshes the token (or waits for whoever is refreshing it) and loads the result. When
+/// the refresh fails but the old token has not expired, the old one is used.
+async fn fresh_target(
+    deps: &Deps<'_>,
+    scope: &AppScope,
+    seen: &Arc<Target>,
+    force: bool,
+) -> Result<Arc<Target>> {
+    match deps
+        .refresher
+        .ensure_fresh_from(deps, &seen.connection, force)
+        .await
+    {
+        Ok(false) => Ok(seen.clone()),
+        Ok(true) => load(deps, scope, seen.connection.id).await,
+        Err(err) => {
+            let alive = seen.connection.expires_at.is_none_or(|at| at > Utc::now());
+            if force || !alive {
+                return Err(err);
+            }
+            Ok(seen.clone())
+        }
+    }
+}
+
+async fn load(deps: &Deps<'_>, scope: &AppScope, id: Uuid) -> Result<Arc<Target>> {
+    let epoch = deps.cache.epoch();
+    let conn = connections::get_live(deps.db, scope, id).await?;
+    match ConnectionState::parse_stored(&conn.state) {
+        ConnectionState::Revoked => {
+            return Err(Error::Conflict("the connection was revoked".into()));
+        }
+        ConnectionState::Invalid => {
+            return Err(Error::Conflict(
+                "the connection is invalid; the consumer must reconnect".into(),
+            ));
+        }
+        _ => {}
+    }
+    if !conn.enabled {
+        return Err(Error::Conflict("the connection is disabled".into()));
+    }
+    let Some(sealed) = &conn.credentials else {
+        return Err(Error::Conflict(
+            "the connection has no credentials yet".into(),
+        ));
+    };
+    let provider = connections::provider_of(deps, &conn).await?;
+    let stored = StoredCredentials::open(deps.keys, sealed, conn.id, conn.application_id)?;
+    let template = match Environment::parse_stored(&conn.environment) {
+        Environment::Sandbox => provider
+            .oauth
+            .as_ref()
+            .and_then(|o| o.sandbox.as_ref())
+            .and_then(|s| s.base_url.clone())
+            .unwrap_or_else(|| provider.base_url.clone()),
+        Environment::Production => provider.base_url.clone(),
+    };
+    let base = url::base_url(&template, &connections::settings_map(&conn.settings))?;
+    crate::upstream::check_url(deps.config, &base)
+        .map_err(|_| Error::Conflict("the provider's base URL is not allowed".into()))?;
+    let credential = headers::credential(&provider, &stored)?;
+    let refreshable = provider.auth_type == AuthType::Oauth2
+        && matches!(&stored, StoredCredentials::Oauth2(t) if t.refresh_token.is_some());
+    let target = Arc::new(Target {
+        connection: conn,
+        provider,
+        base,
+        credential,
+        refreshable,
+    });
+    deps.cache.insert(target.clone(), epoch);
+    Ok(target)
+}

@@ -1,0 +1,109 @@
+//! Plan limits (an application's requests per minute and per month) and the per-key GraphQL
+//! rate limit, on top of the shared counters.
+
+use std::time::Duration;
+
+use entity::application;
+use sea_orm::{DatabaseConnection, EntityTrait};
+use uuid::Uuid;
+
+use super::counters::{UsageCounters, Window};
+use crate::error::{Error, Result};
+
+/// Plan limits are configuration, not security: a change may take this long to apply.
+const PLAN_TTL: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Copy, Default)]
+struct Plan {
+    per_minute: Option<i64>,
+    per_month: Option<i64>,
+}
+
+pub struct Limits {
+    pub counters: UsageCounters,
+    plans: moka::sync::Cache<Uuid, Plan>,
+    graphql_per_minute: u64,
+}
+
+impl Limits {
+    pub fn new(graphql_per_minute: u64) -> Self {
+        Self {
+            counters: UsageCounters::default(),
+            plans: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(PLAN_TTL)
+                .build(),
+            graphql_per_minute,
+        }
+    }
+
+    /// Counts one request of `application_id` against its plan, or refuses it with
+    /// `RATE_LIMITED` when a limit is reached.
+    pub async fn count_request(&self, db: &DatabaseConnection, application_id: Uuid) -> Result<()> {
+        let plan = match self.plans.get(&application_id) {
+            Some(plan) => plan,
+            None => {
+                let plan = application::Entity::find_by_id(application_id)
+                    .one(db)
+                    .await?
+                    .map(|a| Plan {
+                        per_minute: a.requests_per_minute,
+                        per_month: a.requests_per_month,
+                    })
+                    .unwrap_or_default();
+                self.plans.insert(application_id, plan);
+                plan
+            }
+        };
+        if let Some(limit) = plan.per_minute {
+            let key = format!("plan:{application_id}:minute");
+            self.counters
+                .take_shared(db, &key, Window::Minute, limit, 1)
+                .await?;
+        }
+        if let Some(limit) = plan.per_month {
+            let key = format!("plan:{application_id}:month");
+            let month = self
+                .counters
+                .take_shared(db, &key, Window::Month, limit, 1)
+                .await;
+            if let Err(refused) = month {
+                // The minute window counted a request that is not served; give it back.
+                if plan.per_minute.is_some() {
+                    self.counters
+                        .give_back(&format!("plan:{application_id}:minute"), Window::Minute);
+                }
+                return Err(refused);
+            }
+        }
+        Ok(())
+    }
+
+    /// A plan changed: apply it on the next request.
+    pub fn forget_plan(&self, application_id: Uuid) {
+        self.plans.invalidate(&application_id);
+    }
+
+    /// Counts `cost` root fields of one GraphQL operation against the key's per-minute limit.
+    pub async fn count_graphql(
+        &self,
+        db: &DatabaseConnection,
+        key_id: Uuid,
+        cost: usize,
+    ) -> Result<()> {
+        if self.graphql_per_minute == 0 {
+            return Ok(());
+        }
+        let limit = i64::try_from(self.graphql_per_minute).unwrap_or(i64::MAX);
+        let cost = i64::try_from(cost).unwrap_or(i64::MAX).max(1);
+        if cost > limit {
+            return Err(Error::bad_input(format!(
+                "the operation selects {cost} root fields; this key may run {limit} a minute"
+            )));
+        }
+        let key = format!("graphql:{key_id}:minute");
+        self.counters
+            .take_shared(db, &key, Window::Minute, limit, cost)
+            .await
+    }
+}

@@ -1,0 +1,348 @@
+//! Request logs: one row per call through Keyway, in Apideck's log model. Calls hand their
+//! entry to `RequestLogWriter::record`, which never waits: rows are inserted in batches by a
+//! background task (and what is queued is flushed at shutdown). When the queue is full, entries
+//! are dropped and counted rather than slowing the request path.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use entity::request_log::{ActiveModel, Column, Entity, Model};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set,
+};
+use tokio::sync::{Mutex, mpsc};
+use uuid::Uuid;
+
+use crate::auth::AppScope;
+use crate::error::{Error, Result};
+use crate::service::pagination::{Page, PageRequest};
+
+const QUEUE: usize = 50_000;
+const BATCH: usize = 500;
+const ERROR_MESSAGE_MAX: usize = 500;
+
+/// Apideck's `api_style`: which surface a call came through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, async_graphql::Enum)]
+pub enum ApiStyle {
+    /// Keyway's own API (GraphQL).
+    Unify,
+    /// Calls to a provider through Keyway (the `proxy` mutation and `/proxy/…`).
+    Proxy,
+    /// The hosted vault pages.
+    Vault,
+}
+
+impl ApiStyle {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiStyle::Unify => "unify",
+            ApiStyle::Proxy => "proxy",
+            ApiStyle::Vault => "vault",
+        }
+    }
+}
+
+/// What a call reports about itself. Never a credential, a query string or a body.
+#[derive(Clone, Debug)]
+pub struct LogEntry {
+    pub application_id: Uuid,
+    pub request_id: Option<String>,
+    pub api_style: ApiStyle,
+    pub operation: String,
+    pub http_method: String,
+    pub path: String,
+    pub base_url: Option<String>,
+    pub status_code: u16,
+    pub error_message: Option<String>,
+    pub duration: Duration,
+    pub latency: Option<Duration>,
+    pub service_id: Option<String>,
+    pub unified_api: Option<String>,
+    pub consumer_id: Option<String>,
+    pub connection_id: Option<Uuid>,
+    pub source_ip: Option<String>,
+    pub sandbox: bool,
+}
+
+impl LogEntry {
+    pub fn new(application_id: Uuid, api_style: ApiStyle, operation: impl Into<String>) -> Self {
+        Self {
+            application_id,
+            request_id: None,
+            api_style,
+            operation: operation.into(),
+            http_method: String::new(),
+            path: String::new(),
+            base_url: None,
+            status_code: 0,
+            error_message: None,
+            duration: Duration::ZERO,
+            latency: None,
+            service_id: None,
+            unified_api: None,
+            consumer_id: None,
+            connection_id: None,
+            source_ip: None,
+            sandbox: false,
+        }
+    }
+
+    fn into_row(self, at: DateTime<Utc>) -> ActiveModel {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        ActiveModel {
+            id: Set(Uuid::now_v7()),
+            application_id: Set(self.application_id),
+            request_id: Set(self.request_id),
+            api_style: Set(self.api_style.as_str().to_owned()),
+            operation: Set(truncate(self.operation, 200)),
+            http_method: Set(self.http_method),
+            path: Set(truncate(self.path, 2000)),
+            base_url: Set(self.base_url),
+            status_code: Set(i32::from(self.status_code)),
+            success: Set((200..400).contains(&self.status_code)),
+            duration_ms: Set(ms(self.duration)),
+            latency_ms: Set(self.latency.map(ms)),
+            service_id: Set(self.service_id),
+            unified_api: Set(self.unified_api),
+            consumer_id: Set(self.consumer_id),
+            connection_id: Set(self.connection_id),
+            source_ip: Set(self.source_ip),
+            error_message: Set(self.error_message.map(|m| truncate(m, ERROR_MESSAGE_MAX))),
+            sandbox: Set(self.sandbox),
+            created_at: Set(at),
+        }
+    }
+}
+
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+pub struct RequestLogWriter {
+    queue: mpsc::Sender<(DateTime<Utc>, LogEntry)>,
+    pending: Mutex<mpsc::Receiver<(DateTime<Utc>, LogEntry)>>,
+    dropped: AtomicU64,
+}
+
+impl Default for RequestLogWriter {
+    fn default() -> Self {
+        let (queue, pending) = mpsc::channel(QUEUE);
+        Self {
+            queue,
+            pending: Mutex::new(pending),
+            dropped: AtomicU64::new(0),
+        }
+    }
+}
+
+impl RequestLogWriter {
+    /// Queues an entry; never waits.
+    pub fn record(&self, entry: LogEntry) {
+        if self.queue.try_send((Utc::now(), entry)).is_err() {
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped.is_power_of_two() {
+                tracing::warn!(dropped, "request log queue full; entries dropped");
+            }
+        }
+    }
+
+    /// Forever: insert what is queued, a batch at a time; delete rows past retention hourly.
+    pub async fn run(&self, db: DatabaseConnection, retention_days: u64) {
+        let mut last_purge = std::time::Instant::now() - Duration::from_secs(3600);
+        loop {
+            // The queue is only held while draining, never while idle, so `flush` (shutdown)
+            // waits at most for one batch being written.
+            let written = {
+                let mut pending = self.pending.lock().await;
+                let mut batch = Vec::with_capacity(BATCH);
+                let waited = tokio::time::timeout(
+                    Duration::from_millis(250),
+                    pending.recv_many(&mut batch, BATCH),
+                )
+                .await;
+                match waited {
+                    Ok(0) => return,
+                    Ok(_) => Some(insert(&db, batch).await),
+                    Err(_) => None,
+                }
+            };
+            match written {
+                Some(Err(err)) => {
+                    err.log();
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Some(Ok(())) => {
+                    // Let entries gather into the next batch rather than inserting one by one.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                None => tokio::task::yield_now().await,
+            }
+            if last_purge.elapsed() > Duration::from_secs(3600) {
+                last_purge = std::time::Instant::now();
+                if let Err(err) = purge(&db, retention_days).await {
+                    err.log();
+                }
+            }
+        }
+    }
+
+    /// Writes everything queued now (shutdown, tests).
+    pub async fn flush(&self, db: &DatabaseConnection) -> Result<()> {
+        let mut pending = self.pending.lock().await;
+        loop {
+            let mut batch = Vec::with_capacity(BATCH);
+            while batch.len() < BATCH {
+                match pending.try_recv() {
+                    Ok(item) => batch.push(item),
+                    Err(_) => break,
+                }
+            }
+            if batch.is_empty() {
+                return Ok(());
+            }
+            insert(db, batch).await?;
+        }
+    }
+}
+
+async fn insert(db: &DatabaseConnection, batch: Vec<(DateTime<Utc>, LogEntry)>) -> Result<()> {
+    let rows = batch.into_iter().map(|(at, entry)| entry.into_row(at));
+    Entity::insert_many(rows).exec_without_returning(db).await?;
+    Ok(())
+}
+
+async fn purge(db: &DatabaseConnection, retention_days: u64) -> Result<()> {
+    let before = Utc::now() - chrono::Duration::days(retention_days as i64);
+    Entity::delete_many()
+        .filter(Column::CreatedAt.lt(before))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+#[derive(Default, Clone)]
+pub struct LogFilter {
+    pub consumer_id: Option<String>,
+    pub service_id: Option<String>,
+    pub connection_id: Option<Uuid>,
+    pub api_style: Option<ApiStyle>,
+    pub status_code: Option<u16>,
+    pub success: Option<bool>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// The application's rows; for a key restricted to one integration, that service's only.
+async fn scoped(db: &DatabaseConnection, scope: &AppScope) -> Result<Select<Entity>> {
+    let mut query = Entity::find().filter(Column::ApplicationId.eq(scope.application_id()));
+    if let Some(only) = scope.integration_id() {
+        let integration = crate::service::integrations::get(db, scope, only).await?;
+        query = query.filter(Column::ServiceId.eq(integration.service_id));
+    }
+    Ok(query)
+}
+
+/// Newest first.
+pub async fn list(
+    db: &DatabaseConnection,
+    scope: &AppScope,
+    filter: &LogFilter,
+    page: &PageRequest,
+) -> Result<Page<Model>> {
+    let mut query = scoped(db, scope).await?;
+    if let Some(consumer) = &filter.consumer_id {
+        query = query.filter(Column::ConsumerId.eq(consumer.as_str()));
+    }
+    if let Some(service) = &filter.service_id {
+        query = query.filter(Column::ServiceId.eq(service.as_str()));
+    }
+    if let Some(connection) = filter.connection_id {
+        query = query.filter(Column::ConnectionId.eq(connection));
+    }
+    if let Some(style) = filter.api_style {
+        query = query.filter(Column::ApiStyle.eq(style.as_str()));
+    }
+    if let Some(code) = filter.status_code {
+        query = query.filter(Column::StatusCode.eq(i32::from(code)));
+    }
+    if let Some(success) = filter.success {
+        query = query.filter(Column::Success.eq(success));
+    }
+    if let Some(from) = filter.from {
+        query = query.filter(Column::CreatedAt.gte(from));
+    }
+    if let Some(to) = filter.to {
+        query = query.filter(Column::CreatedAt.lt(to));
+    }
+    if let Some(after) = &page.after {
+        let after =
+            Uuid::parse_str(after).map_err(|_| Error::bad_input("after is not a valid cursor"))?;
+        query = query.filter(Column::Id.lt(after));
+    }
+    let rows = query
+        .order_by_desc(Column::Id)
+        .limit(page.fetch_limit())
+        .all(db)
+        .await?;
+    Ok(Page::from_lookahead(rows, page))
+}
+
+/// Calls of one consumer by API style.
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestCounts {
+    pub unify: u64,
+    pub proxy: u64,
+    pub vault: u64,
+}
+
+impl RequestCounts {
+    pub fn total(&self) -> u64 {
+        self.unify + self.proxy + self.vault
+    }
+}
+
+/// A consumer's calls in `[from, to)` (all time without bounds).
+pub async fn consumer_counts(
+    db: &DatabaseConnection,
+    scope: &AppScope,
+    consumer_id: &str,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> Result<RequestCounts> {
+    let mut query = scoped(db, scope)
+        .await?
+        .select_only()
+        .column(Column::ApiStyle)
+        .column_as(Column::Id.count(), "calls")
+        .filter(Column::ConsumerId.eq(consumer_id));
+    if let Some(from) = from {
+        query = query.filter(Column::CreatedAt.gte(from));
+    }
+    if let Some(to) = to {
+        query = query.filter(Column::CreatedAt.lt(to));
+    }
+    let rows: Vec<(String, i64)> = query
+        .group_by(Column::ApiStyle)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut counts = RequestCounts::default();
+    for (style, calls) in rows {
+        let calls = u64::try_from(calls).unwrap_or_default();
+        match style.as_str() {
+            "unify" => counts.unify = calls,
+            "proxy" => counts.proxy = calls,
+            "vault" => counts.vault = calls,
+            _ => {}
+        }
+    }
+    Ok(counts)
+}

@@ -1,0 +1,8 @@
+//! What callers use: request logs, and the counters behind plan and rate limits.
+
+pub mod counters;
+pub mod limits;
+pub mod logs;
+
+pub use limits::Limits;
+pub use logs::{ApiStyle, LogEntry, LogFilter, RequestCounts, RequestLogWriter};

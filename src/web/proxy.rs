@@ -1,0 +1,273 @@
+//! `ANY /proxy/{connection_id}/{path…}`: the raw passthrough proxy. Same rules as the `proxy`
+//! mutation (`service::proxy`); request and response bodies stream through. Small request
+//! bodies are held so that an upstream 401 can be retried after a refresh; large or unsized
+//! ones stream and are sent once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use uuid::Uuid;
+
+use crate::auth::bearer::{authenticate, bearer_token};
+use crate::error::{Error, Result};
+use crate::ids::{self, NodeType};
+use crate::service::proxy::{self, CallBody, Forwarded, ProxyCall};
+use crate::service::usage::{ApiStyle, LogEntry};
+use crate::state::AppState;
+
+/// Request bodies up to this size are held (and a 401 retried); larger ones stream.
+const HELD_REQUEST_BYTES: u64 = 64 * 1024;
+/// Response bodies up to this size are read in full and sent with a length.
+const HELD_RESPONSE_BYTES: u64 = 256 * 1024;
+
+/// The provider's side of a call, for its log entry.
+pub struct Upstream {
+    pub target: Arc<proxy::Target>,
+    pub latency: std::time::Duration,
+    pub status: reqwest::StatusCode,
+}
+
+pub async fn proxy(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let started = Instant::now();
+    let header = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|h| h.to_str().ok());
+    let principal = match bearer_token(header) {
+        Some(token) => authenticate(&state.db, &state.last_used, token).await,
+        None => Err(Error::Unauthenticated),
+    };
+    let scope = match principal.and_then(|p| p.require_secret_key("only a secret key may proxy")) {
+        Ok(scope) => scope,
+        Err(err) => return err.to_http(),
+    };
+    let (id, path) = match split_path(req.uri().path()) {
+        Ok(parts) => parts,
+        Err(err) => return err.to_http(),
+    };
+    let mut entry = LogEntry::new(scope.application_id(), ApiStyle::Proxy, "proxy");
+    entry.http_method = req.method().as_str().to_owned();
+    entry.path = path.clone();
+    entry.connection_id = Some(id);
+    entry.request_id = crate::web::request_id::of(&req);
+    entry.source_ip = req.peer_addr().map(|a| a.ip().to_string());
+
+    let outcome = call(&state, &req, payload, &scope, id, path).await;
+    let response = match outcome {
+        Ok((upstream, response)) => {
+            describe(&mut entry, &upstream);
+            response
+        }
+        Err(err) => {
+            entry.error_message = Some(err.message());
+            err.to_http()
+        }
+    };
+    entry.status_code = response.status().as_u16();
+    entry.duration = started.elapsed();
+    state.logs.record(entry);
+    response
+}
+
+/// What the log says about the provider's side of a call.
+pub fn describe(entry: &mut LogEntry, upstream: &Upstream) {
+    let target = &upstream.target;
+    entry.latency = Some(upstream.latency);
+    entry.base_url = Some(target.base.as_str().to_owned());
+    entry.service_id = Some(target.connection.service_id.clone());
+    entry.unified_api = Some(target.provider.unified_api.clone());
+    entry.consumer_id = Some(target.connection.consumer_id.clone());
+    entry.sandbox = target.sandbox();
+    let status = upstream.status;
+    if !status.is_success() && !status.is_redirection() {
+        entry.error_message = status.canonical_reason().map(str::to_owned);
+    }
+}
+
+async fn call(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+    scope: &crate::auth::AppScope,
+    id: Uuid,
+    path: String,
+) -> Result<(Upstream, HttpResponse)> {
+    state
+        .limits
+        .count_request(&state.db, scope.application_id())
+        .await?;
+    let max = state.config.proxy_max_body_bytes;
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
+        .map_err(|_| Error::bad_input("unsupported method"))?;
+    let length = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if length.is_some_and(|l| l > max) {
+        return Err(too_large(max));
+    }
+    let overflow = Arc::new(AtomicBool::new(false));
+    let body = match length {
+        Some(0) => CallBody::Empty,
+        Some(l) if l <= HELD_REQUEST_BYTES => CallBody::Bytes(read_all(payload, max).await?),
+        _ if req
+            .headers()
+            .get(actix_web::http::header::TRANSFER_ENCODING)
+            .is_none()
+            && length.is_none() =>
+        {
+            CallBody::Empty
+        }
+        _ => CallBody::Stream(stream_body(payload, max, overflow.clone())),
+    };
+    let call = ProxyCall {
+        method,
+        path,
+        query: req.uri().query().map(str::to_owned),
+        headers: to_reqwest_headers(req.headers()),
+        body,
+    };
+    let forwarded = match proxy::forward(&state.deps(), scope, id, call).await {
+        Err(_) if overflow.load(Ordering::SeqCst) => return Err(too_large(max)),
+        other => other?,
+    };
+    let Forwarded {
+        response,
+        target,
+        latency,
+    } = forwarded;
+    let upstream = Upstream {
+        target,
+        latency,
+        status: response.status(),
+    };
+    let response = respond(response, max).await?;
+    Ok((upstream, response))
+}
+
+fn too_large(max: u64) -> Error {
+    Error::TooLarge(format!("the body is larger than {max} bytes"))
+}
+
+/// `/proxy/{id}/{rest}` from the raw (still percent-encoded) request path.
+fn split_path(raw: &str) -> Result<(Uuid, String)> {
+    let rest = raw.strip_prefix("/proxy/").ok_or(Error::NotFound)?;
+    let (id, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let id = match Uuid::parse_str(id) {
+        Ok(uuid) => uuid,
+        Err(_) => ids::decode_as(NodeType::Connection, &async_graphql::ID(id.to_owned()))
+            .map_err(|_| Error::NotFound)?,
+    };
+    Ok((id, format!("/{path}")))
+}
+
+async fn read_all(mut payload: web::Payload, max: u64) -> Result<Bytes> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| Error::bad_input("the request body could not be read"))?;
+        if (body.len() + chunk.len()) as u64 > max {
+            return Err(too_large(max));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Pipes the request body to the upstream call as it arrives. actix's payload lives on this
+/// worker's thread; a local task moves it into a channel the HTTP client can read from
+/// anywhere. Past `max` bytes the stream fails and `overflow` is set.
+fn stream_body(mut payload: web::Payload, max: u64, overflow: Arc<AtomicBool>) -> reqwest::Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
+    actix_web::rt::spawn(async move {
+        let mut seen: u64 = 0;
+        while let Some(chunk) = payload.next().await {
+            let item = match chunk {
+                Ok(chunk) => {
+                    seen += chunk.len() as u64;
+                    if seen > max {
+                        overflow.store(true, Ordering::SeqCst);
+                        Err(std::io::Error::other("request body too large"))
+                    } else {
+                        Ok(chunk)
+                    }
+                }
+                Err(_) => Err(std::io::Error::other("request body could not be read")),
+            };
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    reqwest::Body::wrap_stream(stream)
+}
+
+fn to_reqwest_headers(headers: &actix_web::http::header::HeaderMap) -> reqwest::header::HeaderMap {
+    let mut out = reqwest::header::HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (
+            reqwest::header::HeaderName::from_bytes(name.as_str().as_bytes()),
+            reqwest::header::HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            out.append(name, value);
+        }
+    }
+    out
+}
+
+/// The provider's answer, passed back: status, filtered headers, the body held (small) or
+/// streamed (large), cut off past `max` bytes.
+async fn respond(response: reqwest::Response, max: u64) -> Result<HttpResponse> {
+    let status = StatusCode::from_u16(response.status().as_u16())
+        .map_err(|_| Error::Upstream("the provider answered with an invalid status".into()))?;
+    let mut builder = HttpResponse::build(status);
+    for (name, value) in &proxy::headers::inbound(response.headers()) {
+        if let (Ok(name), Ok(value)) = (
+            actix_web::http::header::HeaderName::from_bytes(name.as_str().as_bytes()),
+            actix_web::http::header::HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            builder.append_header((name, value));
+        }
+    }
+    let length = response.content_length();
+    if length.is_some_and(|l| l > max) {
+        return Err(Error::Upstream(format!(
+            "the provider's answer is larger than {max} bytes"
+        )));
+    }
+    match length {
+        Some(l) if l <= HELD_RESPONSE_BYTES => {
+            let body = response.bytes().await.map_err(proxy::upstream_error)?;
+            Ok(builder.body(body))
+        }
+        _ => {
+            let mut seen: u64 = 0;
+            let stream = response.bytes_stream().map(move |chunk| match chunk {
+                Ok(chunk) => {
+                    seen += chunk.len() as u64;
+                    if seen > max {
+                        Err(std::io::Error::other("the provider's answer is too large"))
+                    } else {
+                        Ok(chunk)
+                    }
+                }
+                Err(_) => Err(std::io::Error::other("the provider's answer broke off")),
+            });
+            Ok(builder.streaming(stream))
+        }
+    }
+}

@@ -1,0 +1,919 @@
+//! The proxy: URL confinement (path-escape and SSRF matrix), header stripping, credential
+//! injection, redirects not followed, 401 → refresh → retry, 429 passed through, body limits,
+//! streaming, the credential cache, request logs, and plan and rate limits.
+
+use std::io::{Read, Write};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::fake_provider::FakeProvider;
+use crate::oauth::setup_with;
+use crate::refresh::connected;
+use crate::support::{Backend, Tenant, TestApp, first_code};
+
+const PROXY: &str = "mutation($i: ProxyInput!) { proxy(input: $i) { status headers { name value } body bodyEncoding json connectionId } }";
+
+macro_rules! proxy_test {
+    ($name:ident, $tweak:expr, |$app:ident, $fake:ident, $tenant:ident, $id:ident| $body:expr) => {
+        mod $name {
+            use super::*;
+
+            async fn run(backend: Backend) {
+                if stringify!($name).contains("limit") {
+                    avoid_minute_boundary().await;
+                }
+                let Some(($app, $fake, $tenant, _)) = setup_with(backend, $tweak).await else {
+                    return;
+                };
+                let $id = connected(&$app, &$fake, &$tenant).await;
+                $body.await;
+                $app.stop().await;
+                $fake.stop().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                run(Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                run(Backend::Postgres).await;
+            }
+        }
+    };
+}
+
+/// Limits count per calendar minute: a test that counts must not straddle two.
+async fn avoid_minute_boundary() {
+    use chrono::Timelike;
+    let second = chrono::Utc::now().second();
+    if second >= 48 {
+        tokio::time::sleep(std::time::Duration::from_secs(u64::from(61 - second))).await;
+    }
+}
+
+fn raw_url(app: &TestApp, id: &str, rest: &str) -> String {
+    format!("{}/proxy/{id}{rest}", app.base)
+}
+
+/// Sends a request line exactly as written (HTTP clients normalise `..` away) and returns the
+/// status code.
+fn raw_status(app: &TestApp, key: &str, target: &str) -> u16 {
+    let addr = app.base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {target} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:?}"))
+}
+
+async fn proxy(app: &TestApp, key: &str, input: Value) -> Value {
+    let (_, body) = app.graphql(key, PROXY, json!({ "i": input })).await;
+    body
+}
+
+async fn flush_logs(app: &TestApp) {
+    app.server().state().logs.flush(app.db()).await.unwrap();
+}
+
+proxy_test!(
+    raw_route_injects_the_token_and_strips_caller_headers,
+    |_| {},
+    |app, fake, tenant, id| async {
+        let response = app
+            .client
+            .post(raw_url(&app, &id, "/contacts/42?limit=5&q=a%20b"))
+            .bearer_auth(&tenant.key)
+            .header("cookie", "keyway_session=mine")
+            .header("proxy-authorization", "Basic eDp5")
+            .header("x-forwarded-for", "10.9.8.7")
+            .header("connection", "x-hop-secret")
+            .header("x-hop-secret", "1")
+            .header("x-custom", "kept")
+            .header("content-type", "application/json")
+            .body(r#"{"name":"Ada"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(
+            response.headers().get("set-cookie").is_none(),
+            "provider cookies stay there"
+        );
+        assert_eq!(response.headers()["x-upstream"], "fake");
+        let echoed: Value = response.json().await.unwrap();
+        assert_eq!(echoed["method"], "POST");
+        assert_eq!(echoed["body"], r#"{"name":"Ada"}"#);
+
+        let seen = fake.api_requests();
+        assert_eq!(seen.len(), 1);
+        let call = &seen[0];
+        assert_eq!(call.path, "/api/contacts/42");
+        assert_eq!(
+            call.query, "limit=5&q=a%20b",
+            "the caller's encoding is kept"
+        );
+        assert_eq!(call.header("authorization"), Some("Bearer at-1"));
+        assert_eq!(call.header("host"), Some(fake.host().as_str()));
+        for gone in [
+            "cookie",
+            "proxy-authorization",
+            "x-forwarded-for",
+            "x-hop-secret",
+        ] {
+            assert!(call.header(gone).is_none(), "{gone} reached the provider");
+        }
+        assert_eq!(call.header("x-custom"), Some("kept"));
+        assert!(
+            !format!("{:?}", call.headers).contains(&tenant.key),
+            "the key leaked upstream"
+        );
+
+        // The global id works as well as the bare UUID.
+        let uuid = keyway::ids::decode(&async_graphql::ID(id.clone()))
+            .unwrap()
+            .1;
+        let by_uuid = app
+            .client
+            .get(raw_url(&app, &uuid.to_string(), "/me"))
+            .bearer_auth(&tenant.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(by_uuid.status(), StatusCode::OK);
+
+        // Without a secret key: 401, and nothing reaches the provider.
+        let anonymous = app
+            .client
+            .get(raw_url(&app, &id, "/me"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+        let operator = app
+            .client
+            .get(raw_url(&app, &id, "/me"))
+            .bearer_auth(&app.operator)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(operator.status(), StatusCode::FORBIDDEN);
+        assert_eq!(fake.api_requests().len(), 2);
+    }
+);
+
+proxy_test!(
+    mutation_calls_by_connection_or_by_consumer_and_service,
+    |_| {},
+    |app, fake, tenant, id| async {
+        let body = proxy(
+            &app,
+            &tenant.key,
+            json!({ "connectionId": id, "method": "PUT", "path": "/deals/7",
+                    "query": [{"name": "expand", "value": "a b&c"}],
+                    "headers": [{"name": "X-Trace", "value": "t1"}, {"name": "Authorization", "value": "Bearer forged"}],
+                    "json": {"amount": 5} }),
+        )
+        .await;
+        let answer = &body["data"]["proxy"];
+        assert_eq!(answer["status"], 200, "{body}");
+        assert_eq!(answer["json"]["method"], "PUT");
+        assert_eq!(answer["json"]["body"], r#"{"amount":5}"#);
+        assert_eq!(answer["bodyEncoding"], "TEXT");
+        assert_eq!(answer["connectionId"], id.as_str());
+        let call = fake.api_requests().pop().unwrap();
+        assert_eq!(call.path, "/api/deals/7");
+        assert_eq!(call.query, "expand=a+b%26c");
+        assert_eq!(call.header("authorization"), Some("Bearer at-1"));
+        assert_eq!(call.header("x-trace"), Some("t1"));
+        assert_eq!(call.header("content-type"), Some("application/json"));
+
+        let body = proxy(
+            &app,
+            &tenant.key,
+            json!({ "consumerId": "alice", "serviceId": "fake", "path": "/binary" }),
+        )
+        .await;
+        assert_eq!(body["data"]["proxy"]["bodyEncoding"], "BASE64");
+        assert_eq!(body["data"]["proxy"]["body"], "//4AAQ==");
+
+        for bad in [
+            json!({ "path": "/x" }),
+            json!({ "connectionId": id, "consumerId": "alice", "serviceId": "fake", "path": "/x" }),
+            json!({ "connectionId": id, "path": "/x", "method": "TRACE" }),
+            json!({ "connectionId": id, "path": "/x", "body": "a", "json": {} }),
+        ] {
+            assert_eq!(
+                first_code(&proxy(&app, &tenant.key, bad).await),
+                "BAD_USER_INPUT"
+            );
+        }
+        let missing = proxy(
+            &app,
+            &tenant.key,
+            json!({ "consumerId": "bob", "serviceId": "fake", "path": "/x" }),
+        )
+        .await;
+        assert_eq!(first_code(&missing), "NOT_FOUND");
+        // Another application's key cannot use the connection, nor learn that it exists.
+        let other = app.create_tenant("other").await;
+        let foreign = proxy(
+            &app,
+            &other.key,
+            json!({ "connectionId": id, "path": "/me" }),
+        )
+        .await;
+        assert_eq!(first_code(&foreign), "NOT_FOUND");
+        let operator = proxy(
+            &app,
+            &app.operator,
+            json!({ "connectionId": id, "path": "/me" }),
+        )
+        .await;
+        assert_eq!(first_code(&operator), "FORBIDDEN");
+        assert_eq!(fake.api_requests().len(), 2);
+    }
+);
+
+proxy_test!(
+    no_path_leaves_the_providers_api,
+    |_| {},
+    |app, fake, tenant, id| async {
+        for path in [
+            "../token",
+            "/../../token",
+            "//evil.example/x",
+            "https://evil.example/x",
+            "http:evil.example",
+            "/%2e%2e/token",
+            "/..%2ftoken",
+            "/..%5ctoken",
+            "/%252e%252e/token",
+            "\\\\evil.example\\x",
+            "/a/./b",
+            "/x?injected=1",
+            "/x#frag",
+            "/a\r\nHost: evil.example",
+        ] {
+            let body = proxy(
+                &app,
+                &tenant.key,
+                json!({ "connectionId": id, "path": path }),
+            )
+            .await;
+            assert_eq!(first_code(&body), "BAD_USER_INPUT", "{path}: {body}");
+        }
+        // The same on the raw route, sent byte for byte.
+        let uuid = keyway::ids::decode(&async_graphql::ID(id.clone()))
+            .unwrap()
+            .1;
+        for rest in [
+            "/../token",
+            "/x/../../token",
+            "/%2e%2e/token",
+            "/..%2ftoken",
+            "/..%5Ctoken",
+            "/%252e%252e/token",
+            "//evil.example/x",
+            "/..\\token",
+        ] {
+            let status = raw_status(&app, &tenant.key, &format!("/proxy/{uuid}{rest}"));
+            assert_eq!(status, 400, "{rest}");
+        }
+        assert!(
+            fake.api_requests().is_empty(),
+            "an escape reached the provider"
+        );
+
+        // `@` and `:` inside the path are data: the call stays on the provider's host.
+        let body = proxy(
+            &app,
+            &tenant.key,
+            json!({ "connectionId": id, "path": "/users/a@evil.example:80/x" }),
+        )
+        .await;
+        assert_eq!(body["data"]["proxy"]["status"], 200, "{body}");
+        let call = fake.api_requests().pop().unwrap();
+        assert_eq!(call.path, "/api/users/a@evil.example:80/x");
+        assert_eq!(call.header("host"), Some(fake.host().as_str()));
+    }
+);
+
+proxy_test!(
+    redirects_are_returned_not_followed,
+    |_| {},
+    |app, fake, tenant, id| async {
+        let other = FakeProvider::start().await;
+        let to = format!("{}/elsewhere", other.base);
+        let response = app
+            .client
+            .get(raw_url(
+                &app,
+                &id,
+                &format!("/redirect?to={}", urlencode(&to)),
+            ))
+            .bearer_auth(&tenant.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FOUND);
+        assert_eq!(response.headers()["location"], to.as_str());
+        let body = proxy(
+            &app,
+            &tenant.key,
+            json!({ "connectionId": id, "path": "/redirect", "query": [{"name": "to", "value": to}] }),
+        )
+        .await;
+        assert_eq!(body["data"]["proxy"]["status"], 302);
+        assert_eq!(
+            other.elsewhere_hits(),
+            0,
+            "the redirect target was contacted"
+        );
+        assert_eq!(fake.elsewhere_hits(), 0);
+        other.stop().await;
+    }
+);
+
+fn urlencode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+proxy_test!(
+    a_401_refreshes_once_and_retries,
+    |_| {},
+    |app, fake, tenant, id| async {
+        // Warm the cache with at-1, then the provider revokes it early.
+        let body = proxy(
+            &app,
+            &tenant.key,
+            json!({ "connectionId": id, "path": "/me" }),
+        )
+        .await;
+        assert_eq!(body["data"]["proxy"]["status"], 200);
+        fake.set(|s| {
+            s.rejected_tokens.insert("at-1".into());
+        });
+        let response = app
+            .client
+            .post(raw_url(&app, &id, "/notes"))
+            .bearer_auth(&tenant.key)
+            .body("remember me")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(fake.refresh_requests(), 1);
+        let calls = fake.api_requests();
+        let tokens: Vec<_> = calls
+            .iter()
+            .map(|c| c.header("authorization").unwrap().to_owned())
+            .collect();
+        assert_eq!(tokens, ["Bearer at-1", "Bearer at-1", "Bearer at-2"]);
+        assert_eq!(
+            calls[2].body, b"remember me",
+            "the body is sent again on retry"
+        );
+
+        // When the refreshed token is refused too, the provider's 401 is the answer: no loop.
+        fake.set(|s| {
+            s.rejected_tokens.insert("at-2".into());
+            s.rejected_tokens.insert("at-3".into());
+        });
+        let body = proxy(
+            &app,
+            &tenant.key,
+            json!({ "connectionId": id, "path": "/me" }),
+        )
+        .await;
+        assert_eq!(body["data"]["proxy"]["status"], 401);
+        assert_eq!(fake.refresh_requests(), 2);
+        assert_eq!(fake.api_requests().len(), 5);
+    }
+);
+
+proxy_test!(
+    a_429_is_passed_back_with_retry_after,
+    |_| {},
+    |app, fake, tenant, id| async {
+        let response = app
+            .client
+            .get(raw_url(&app, &id, "/limited"))
+            .bearer_auth(&tenant.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()["retry-after"], "7");
+        let body = proxy(
+            &app,
+            &tenant.key,
+            json!({ "connectionId": id, "path": "/limited" }),
+        )
+        .await;
+        let answer = &body["data"]["proxy"];
+        assert_eq!(answer["status"], 429);
+        assert!(
+            answer["headers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|h| h["name"] == "retry-after" && h["value"] == "7")
+        );
+        assert_eq!(fake.api_requests().len(), 2, "no automatic retry");
+    }
+);
+
+proxy_test!(
+    bodies_stream_and_are_bounded,
+    |c| c.proxy_max_body_bytes = 300_000,
+    |app, fake, tenant, id| async {
+        // A body larger than what is held in memory streams through whole.
+        let big = vec![b'a'; 200_000];
+        let response = app
+            .client
+            .post(raw_url(&app, &id, "/upload"))
+            .bearer_auth(&tenant.key)
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                big.chunks(16_384)
+                    .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
+                    .collect::<Vec<_>>(),
+            )))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let echoed: Value = response.json().await.unwrap();
+        assert_eq!(echoed["body_len"], 200_000);
+        // Past the limit: 413, whether announced by Content-Length or streamed.
+        let too_big = app
+            .client
+            .post(raw_url(&app, &id, "/upload"))
+            .bearer_auth(&tenant.key)
+            .body(vec![b'a'; 300_001])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let streamed = app
+            .client
+            .post(raw_url(&app, &id, "/upload"))
+            .bearer_auth(&tenant.key)
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                (0..40)
+                    .map(|_| Ok::<_, std::io::Error>(vec![b'b'; 10_000]))
+                    .collect::<Vec<_>>(),
+            )))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(streamed.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        // A large answer streams back; one past the limit is refused (502) or cut off.
+        let response = app
+            .client
+            .get(raw_url(&app, &id, "/big?bytes=290000"))
+            .bearer_auth(&tenant.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.bytes().await.unwrap().len(), 290_000);
+        let response = app
+            .client
+            .get(raw_url(&app, &id, "/big?bytes=400000"))
+            .bearer_auth(&tenant.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        let body = proxy(&app, &tenant.key, json!({ "connectionId": id, "path": "/big", "query": [{"name": "bytes", "value": "400000"}] })).await;
+        assert_eq!(first_code(&body), "UPSTREAM_ERROR");
+        let _ = fake;
+    }
+);
+
+/// A custom API-key provider on the fake, sending the key in a header.
+async fn api_key_connection(
+    app: &TestApp,
+    fake: &FakeProvider,
+    tenant: &Tenant,
+    key: &str,
+) -> String {
+    let definition = json!({
+        "service_id": "fakekey", "name": "Fake key", "unified_api": "crm", "auth_type": "api_key",
+        "base_url": format!("{}/api/v1", fake.base),
+        "credential_fields": [{"id": "api_key", "label": "API key", "type": "password", "required": true}],
+        "injection": {"type": "header", "name": "X-Api-Key", "field": "api_key"},
+        "headers": {"X-Api-Version": "2024-01"}
+    });
+    app.ok(&tenant.key, "mutation($p: JSON) { createIntegration(input: {serviceId: \"fakekey\", customProvider: $p}) { id } }", json!({ "p": definition })).await;
+    let data = app
+        .ok(&tenant.key, "mutation($k: String!) { createConnection(input: {consumerId: \"carol\", serviceId: \"fakekey\", credentials: {fields: {api_key: $k}}}) { id state } }", json!({ "k": key }))
+        .await;
+    data["createConnection"]["id"].as_str().unwrap().to_owned()
+}
+
+proxy_test!(
+    cached_credentials_are_dropped_on_update_and_revoke,
+    |_| {},
+    |app, fake, tenant, _oauth| async {
+        let id = api_key_connection(&app, &fake, &tenant, "key-one").await;
+        let call = |headers: Vec<Value>| {
+            proxy(
+                &app,
+                &tenant.key,
+                json!({ "connectionId": id, "path": "/me", "headers": headers }),
+            )
+        };
+        call(vec![
+            json!({"name": "X-Api-Key", "value": "forged"}),
+            json!({"name": "X-Api-Version", "value": "forged"}),
+        ])
+        .await;
+        call(vec![]).await;
+        let seen = fake.api_requests();
+        assert_eq!(
+            seen[0].header("x-api-key"),
+            Some("key-one"),
+            "the caller cannot override the key header"
+        );
+        assert_eq!(seen[0].header("x-api-version"), Some("2024-01"));
+        assert_eq!(seen[0].path, "/api/v1/me");
+        assert_eq!(seen[1].header("x-api-key"), Some("key-one"));
+
+        app.ok(&tenant.key, "mutation($id: ID!) { updateConnection(id: $id, input: {credentials: {fields: {api_key: \"key-two\"}}}) { id } }", json!({ "id": id })).await;
+        call(vec![]).await;
+        assert_eq!(
+            fake.api_requests()[2].header("x-api-key"),
+            Some("key-two"),
+            "a stale key was used after update"
+        );
+
+        app.ok(
+            &tenant.key,
+            "mutation($id: ID!) { revokeConnection(id: $id) { id } }",
+            json!({ "id": id }),
+        )
+        .await;
+        let body = call(vec![]).await;
+        assert_eq!(
+            first_code(&body),
+            "CONFLICT",
+            "a revoked connection was still callable"
+        );
+        assert_eq!(fake.api_requests().len(), 3);
+    }
+);
+
+proxy_test!(
+    provider_hosts_must_stay_public,
+    |_| {},
+    |app, fake, tenant, _oauth| async {
+        // Salesforce's base URL is the connection's `instance_url`: only Salesforce hosts.
+        app.create_integration(&tenant.key, "salesforce").await;
+        let (_, body) = app
+            .graphql(&tenant.key, "mutation { createConnection(input: {consumerId: \"dan\", serviceId: \"salesforce\", settings: {instance_url: \"https://169.254.169.254\"}, credentials: {accessToken: \"t\"}}) { id } }", json!({}))
+            .await;
+        assert_eq!(first_code(&body), "BAD_USER_INPUT");
+        // A provider whose host is a setting: no value may point inside, or anywhere else.
+        let definition = json!({
+            "service_id": "hosted", "name": "Hosted", "unified_api": "crm", "auth_type": "api_key",
+            "base_url": "https://{host}/api",
+            "settings": [{"id": "host", "label": "Host", "type": "text", "required": true}],
+            "credential_fields": [{"id": "api_key", "label": "Key", "type": "password", "required": true}],
+            "injection": {"type": "bearer", "field": "api_key"}
+        });
+        app.ok(&tenant.key, "mutation($p: JSON) { createIntegration(input: {serviceId: \"hosted\", customProvider: $p}) { id } }", json!({ "p": definition })).await;
+        let connection = |host: String| {
+            let app = &app;
+            let key = tenant.key.clone();
+            async move {
+                let data = app
+                    .ok(&key, "mutation($h: String!) { createConnection(input: {consumerId: \"dan\", serviceId: \"hosted\", settings: {host: $h}, credentials: {fields: {api_key: \"k\"}}}) { id } }", json!({ "h": host }))
+                    .await;
+                data["createConnection"]["id"].as_str().unwrap().to_owned()
+            }
+        };
+        for inside in [
+            "169.254.169.254",
+            "10.0.0.8",
+            "127.0.0.1",
+            "0.0.0.0",
+            "localhost",
+            "a.localhost",
+            "[::1]",
+            "evil.example:8443",
+            "evil.example/x",
+            "u@evil.example",
+        ] {
+            let id = connection(inside.to_owned()).await;
+            let body = proxy(
+                &app,
+                &tenant.key,
+                json!({ "connectionId": id, "path": "/x" }),
+            )
+            .await;
+            assert_eq!(first_code(&body), "CONFLICT", "{inside}: {body}");
+        }
+        // A name that resolves to a private address is refused when connecting (the machine's
+        // own name resolves to a private address here; skipped where it does not).
+        let own = std::fs::read_to_string("/etc/hostname")
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let private = !own.is_empty()
+            && tokio::net::lookup_host((own.as_str(), 443))
+                .await
+                .is_ok_and(|mut addrs| {
+                    addrs.all(|a| match a.ip() {
+                        std::net::IpAddr::V4(v4) => v4.is_private() || v4.is_loopback(),
+                        std::net::IpAddr::V6(v6) => v6.is_loopback(),
+                    })
+                });
+        if private {
+            let id = connection(own).await;
+            let body = proxy(
+                &app,
+                &tenant.key,
+                json!({ "connectionId": id, "path": "/x" }),
+            )
+            .await;
+            assert_eq!(first_code(&body), "UPSTREAM_ERROR", "{body}");
+            assert!(
+                body["errors"][0]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("private"),
+                "{body}"
+            );
+        }
+        assert!(fake.api_requests().is_empty());
+    }
+);
+
+proxy_test!(
+    calls_are_logged_without_secrets,
+    |_| {},
+    |app, fake, tenant, id| async {
+        proxy(&app, &tenant.key, json!({ "connectionId": id, "path": "/contacts", "query": [{"name": "token", "value": "q-secret"}] })).await;
+        app.client
+            .get(raw_url(&app, &id, "/limited?api_key=q-secret-2"))
+            .bearer_auth(&tenant.key)
+            .send()
+            .await
+            .unwrap();
+        let creds = app
+            .ok(&tenant.key, "query($id: ID!) { connectionCredentials(id: $id, includeRefreshToken: true) { accessToken refreshToken } }", json!({ "id": id }))
+            .await;
+        let (access, refresh) = (
+            creds["connectionCredentials"]["accessToken"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            creds["connectionCredentials"]["refreshToken"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+        flush_logs(&app).await;
+        let data = app
+            .ok(&tenant.key, "{ logs(first: 50) { edges { node { apiStyle operation httpMethod path statusCode success serviceId unifiedApi consumerId connectionId latencyMs durationMs errorMessage baseUrl } } } }", json!({}))
+            .await;
+        let nodes: Vec<&Value> = data["logs"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| &e["node"])
+            .collect();
+        // Newest first: the credentials read, the raw call, the mutation's GraphQL request and
+        // the proxy call inside it (setup calls come after).
+        let proxied: Vec<&&Value> = nodes.iter().filter(|n| n["apiStyle"] == "PROXY").collect();
+        assert_eq!(proxied.len(), 2);
+        assert_eq!(proxied[0]["path"], "/limited");
+        assert_eq!(proxied[0]["statusCode"], 429);
+        assert_eq!(proxied[0]["success"], false);
+        assert_eq!(proxied[0]["httpMethod"], "GET");
+        assert_eq!(proxied[1]["path"], "/contacts");
+        assert_eq!(proxied[1]["statusCode"], 200);
+        for node in &proxied {
+            assert_eq!(node["serviceId"], "fake");
+            assert_eq!(node["unifiedApi"], "crm");
+            assert_eq!(node["consumerId"], "alice");
+            assert_eq!(node["connectionId"], id.as_str());
+            assert!(node["latencyMs"].as_f64().unwrap() <= node["durationMs"].as_f64().unwrap());
+        }
+        assert_eq!(nodes[0]["apiStyle"], "UNIFY");
+        assert_eq!(
+            nodes[0]["consumerId"], "alice",
+            "credential reads are attributed"
+        );
+
+        let filtered = app
+            .ok(&tenant.key, "{ logs(filter: {status: FAILURE, apiStyle: PROXY}) { edges { node { statusCode } } } }", json!({}))
+            .await;
+        assert_eq!(filtered["logs"]["edges"].as_array().unwrap().len(), 1);
+        let stats = app
+            .ok(&tenant.key, "{ consumerStats(consumerId: \"alice\") { requestCounts { unify proxy vault total } } consumer(consumerId: \"alice\") { requestCounts { proxy } } }", json!({}))
+            .await;
+        assert_eq!(stats["consumerStats"]["requestCounts"]["proxy"], 2);
+        assert_eq!(stats["consumer"]["requestCounts"]["proxy"], 2);
+        let later = app
+            .ok(&tenant.key, "{ consumerStats(consumerId: \"alice\", start: \"2999-01-01T00:00:00Z\") { requestCounts { total } } }", json!({}))
+            .await;
+        assert_eq!(later["consumerStats"]["requestCounts"]["total"], 0);
+        // Another application sees none of it.
+        let other = app.create_tenant("other").await;
+        let theirs = app
+            .ok(&other.key, "{ logs { edges { node { id } } } }", json!({}))
+            .await;
+        assert_eq!(theirs["logs"]["edges"].as_array().unwrap().len(), 0);
+        let foreign = app
+            .ok(
+                &other.key,
+                "{ logs(filter: {consumerId: \"alice\"}) { edges { node { id } } } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(foreign["logs"]["edges"].as_array().unwrap().len(), 0);
+
+        // No secret in any column of any log row.
+        use sea_orm::{ConnectionTrait, Statement};
+        let backend = app.db().get_database_backend();
+        let sql = match app.backend() {
+            Backend::Postgres => "SELECT CAST(t.* AS text) AS row FROM request_logs t",
+            Backend::Sqlite => {
+                "SELECT api_style || operation || http_method || path || coalesce(base_url,'') || coalesce(error_message,'') || coalesce(request_id,'') || coalesce(consumer_id,'') || coalesce(service_id,'') AS row FROM request_logs"
+            }
+        };
+        let rows = app
+            .db()
+            .query_all_raw(Statement::from_string(backend, sql))
+            .await
+            .unwrap();
+        assert!(rows.len() >= 4);
+        for row in rows {
+            let text: String = row.try_get("", "row").unwrap();
+            for secret in [
+                access.as_str(),
+                refresh.as_str(),
+                tenant.key.as_str(),
+                "q-secret",
+                "csecret",
+            ] {
+                assert!(!text.contains(secret), "a log row holds a secret: {text}");
+            }
+        }
+        let _ = fake;
+    }
+);
+
+proxy_test!(
+    plan_limits_answer_429_with_retry_after,
+    |_| {},
+    |app, fake, tenant, id| async {
+        app.ok(&app.operator, "mutation($id: ID!) { updateApplication(id: $id, input: {requestsPerMinute: 4}) { id } }", json!({ "id": tenant.id })).await;
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            let response = app
+                .client
+                .get(raw_url(&app, &id, "/me"))
+                .bearer_auth(&tenant.key)
+                .send()
+                .await
+                .unwrap();
+            statuses.push(response.status().as_u16());
+        }
+        assert_eq!(statuses, [200, 200, 200]);
+        // The fourth call of the minute is a GraphQL request: it fits; the fifth does not.
+        app.ok(&tenant.key, "{ viewer { kind } }", json!({})).await;
+        let refused = app
+            .client
+            .get(raw_url(&app, &id, "/me"))
+            .bearer_auth(&tenant.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        let retry: u64 = refused.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&retry));
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "RATE_LIMITED");
+        let (status, body) = app
+            .graphql(&tenant.key, "{ viewer { kind } }", json!({}))
+            .await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(first_code(&body), "RATE_LIMITED");
+        assert!(
+            body["errors"][0]["extensions"]["retryAfter"]
+                .as_u64()
+                .unwrap()
+                >= 1
+        );
+        assert_eq!(
+            fake.api_requests().len(),
+            3,
+            "a refused call reached the provider"
+        );
+        // Another application's plan is its own.
+        let other = app.create_tenant("other").await;
+        app.ok(&other.key, "{ viewer { kind } }", json!({})).await;
+    }
+);
+
+proxy_test!(
+    graphql_rate_limit_counts_aliases_and_batch_entries,
+    |c| c.graphql_rate_limit_per_minute = 10,
+    |app, fake, tenant, _id| async {
+        // `connected` used 2 requests of 1 root field each. Three aliases × 2 entries = 6 more.
+        let batch = json!([
+            { "query": "{ a: viewer { kind } b: viewer { kind } c: viewer { kind } }" },
+            { "query": "{ a: viewer { kind } b: viewer { kind } c: viewer { kind } }" },
+        ]);
+        let (status, body) = app.post_json(&tenant.key, batch).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        // 8 used: an operation of 3 root fields no longer fits, one of 2 does.
+        let (status, body) = app
+            .graphql(
+                &tenant.key,
+                "{ a: viewer { kind } b: viewer { kind } c: viewer { kind } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(first_code(&body), "RATE_LIMITED");
+        app.ok(
+            &tenant.key,
+            "{ a: viewer { kind } b: viewer { kind } }",
+            json!({}),
+        )
+        .await;
+        let (_, body) = app
+            .graphql(&tenant.key, "{ viewer { kind } }", json!({}))
+            .await;
+        assert_eq!(first_code(&body), "RATE_LIMITED");
+        // Limits are per key.
+        let other = app.create_tenant("other").await;
+        app.ok(&other.key, "{ viewer { kind } }", json!({})).await;
+        let _ = fake;
+    }
+);
+
+/// Two replicas on one PostgreSQL share the plan's counters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_limits_hold_across_replicas() {
+    if std::env::var("KEYWAY_TEST_DATABASE_URL").is_err() {
+        return;
+    }
+    avoid_minute_boundary().await;
+    let master = || Some(keyway::crypto::Secret::new("42".repeat(32)));
+    let Some((a, fake, tenant, _)) =
+        setup_with(Backend::Postgres, |c| c.master_key = master()).await
+    else {
+        return;
+    };
+    let url = a.database_url().unwrap();
+    let host = fake.host();
+    let b = TestApp::with_config(Backend::Sqlite, |c| {
+        c.database_url = Some(keyway::crypto::Secret::new(url));
+        c.allowed_private_hosts = vec![host];
+        c.master_key = master();
+    })
+    .await
+    .unwrap();
+    a.ok(
+        &a.operator,
+        "mutation($id: ID!) { updateApplication(id: $id, input: {requestsPerMinute: 4}) { id } }",
+        json!({ "id": tenant.id }),
+    )
+    .await;
+    for _ in 0..3 {
+        a.ok(&tenant.key, "{ viewer { kind } }", json!({})).await;
+    }
+    // Replica A writes its counts within a second; then B sees them.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    b.ok(&tenant.key, "{ viewer { kind } }", json!({})).await;
+    let (status, _) = b
+        .graphql(&tenant.key, "{ viewer { kind } }", json!({}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "replica B ignored A's requests"
+    );
+    b.stop().await;
+    a.stop().await;
+    fake.stop().await;
+}
