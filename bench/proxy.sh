@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Headline benchmark (issue 5): Keyway's raw proxy against nginx `proxy_pass`, both in front
+# of the same local upstream (nginx answering a fixed JSON body), driven by the same wrk for
+# the same duration, interleaved in ROUNDS rounds on this machine. Prints every run, then the
+# medians and the ratios: throughput Keyway/nginx and the p50 latency Keyway adds over calling
+# the upstream directly (at CONNECTIONS clients, and unloaded at 1 client). Also the `proxy`
+# GraphQL mutation. Keyway runs on SQLite with its default settings (request logs, plan
+# counting, credential cache all on).
+#
+#   bench/proxy.sh        # DURATION=10s CONNECTIONS=32 ROUNDS=3
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CONNECTIONS=${CONNECTIONS:-32}
+ROUNDS=${ROUNDS:-3}
+UPSTREAM_PORT=${UPSTREAM_PORT:-18191}
+NGINX_PORT=${NGINX_PORT:-18192}
+command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx >/dev/null; }
+export KEYWAY_ALLOWED_PRIVATE_HOSTS="127.0.0.1:$UPSTREAM_PORT"
+source bench/lib.sh
+
+# nginx: the upstream (a fixed answer) and the reverse proxy in front of it, one process.
+mkdir -p "$WORK/nginx"
+cat >"$WORK/nginx/nginx.conf" <<CONF
+worker_processes $(nproc);
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx/body;
+  proxy_temp_path $WORK/nginx/proxy;
+  upstream api { server 127.0.0.1:$UPSTREAM_PORT; keepalive 256; }
+  server {
+    listen 127.0.0.1:$UPSTREAM_PORT;
+    default_type application/json;
+    location / { return 200 '{"data":[{"id":"1","name":"Ada Lovelace","email":"ada@example.com"},{"id":"2","name":"Alan Turing","email":"alan@example.com"}],"next":null}'; }
+  }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / {
+      proxy_pass http://api;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+CONF
+nginx -c "$WORK/nginx/nginx.conf"
+trap 'nginx -c "$WORK/nginx/nginx.conf" -s stop 2>/dev/null; [ -n "$SERVER" ] && kill $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
+
+new_store sqlite ""
+INTEGRATION=$(python3 - "$UPSTREAM_PORT" <<'PY'
+import json, sys
+provider = {
+    "service_id": "benchapi", "name": "Bench API", "unified_api": "crm", "auth_type": "api_key",
+    "base_url": f"http://127.0.0.1:{sys.argv[1]}/api",
+    "credential_fields": [{"id": "api_key", "label": "Key", "type": "password", "required": True}],
+    "injection": {"type": "header", "name": "X-Api-Key", "field": "api_key"},
+}
+print(json.dumps({"query": 'mutation($p: JSON) { createIntegration(input: {serviceId: "benchapi", customProvider: $p}) { id } }',
+                  "variables": {"p": provider}}))
+PY
+)
+gql "$KEY" "$INTEGRATION" >/dev/null
+ID=$(gql "$KEY" '{"query":"mutation { createConnection(input: {consumerId: \"bench\", serviceId: \"benchapi\", credentials: {fields: {api_key: \"upstream-key\"}}}) { id } }"}' \
+  | python3 -c 'import sys,json; print(json.load(sys.stdin)["data"]["createConnection"]["id"])')
+DIRECT="http://127.0.0.1:$UPSTREAM_PORT/api/items"
+NGINX="http://127.0.0.1:$NGINX_PORT/api/items"
+KEYWAY="http://127.0.0.1:$PORT/proxy/$ID/items"
+curl -sf "$NGINX" >/dev/null
+curl -sf -H "authorization: Bearer $KEY" "$KEYWAY" | grep -q Lovelace || { echo "the Keyway proxy does not answer"; exit 1; }
+
+run_wrk() { # label url clients token body
+  local out
+  out=$(TOKEN=$4 BODY=${5:-} wrk -t2 -c"$3" -d"$DURATION" -s bench/http.lua "$2" | grep RESULT)
+  echo "$1 c$3: ${out#RESULT }" | tee -a "$WORK/results"
+}
+
+echo "keyway proxy benchmark: wrk -t2 -d$DURATION, $ROUNDS rounds, $(nproc) cores"
+for target in "direct $DIRECT" "nginx $NGINX" "keyway $KEYWAY"; do # warm-up
+  set -- $target; TOKEN=$KEY wrk -t2 -c"$CONNECTIONS" -d2s -s bench/http.lua "$2" >/dev/null
+done
+for round in $(seq "$ROUNDS"); do
+  run_wrk direct "$DIRECT" "$CONNECTIONS" ""
+  run_wrk nginx "$NGINX" "$CONNECTIONS" ""
+  run_wrk keyway "$KEYWAY" "$CONNECTIONS" "$KEY"
+  run_wrk direct "$DIRECT" 1 ""
+  run_wrk nginx "$NGINX" 1 ""
+  run_wrk keyway "$KEYWAY" 1 "$KEY"
+done
+MUTATION="{\"query\":\"mutation { proxy(input: {connectionId: \\\"$ID\\\", path: \\\"/items\\\"}) { status body } }\"}"
+run_wrk mutation "http://127.0.0.1:$PORT/graphql" 8 "$KEY" "$MUTATION"
+stop_server
+
+python3 - "$WORK/results" <<'PY'
+import re, statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    label, clients, rest = re.match(r"(\w+) c(\d+): (.*)", line).groups()
+    fields = dict(kv.split("=") for kv in rest.split())
+    assert fields["errors"] == "0", line
+    runs.setdefault((label, int(clients)), []).append({k: float(v) for k, v in fields.items()})
+med = lambda key, field: statistics.median(r[field] for r in runs[key])
+print("\nmedians                 req/s     p50 ms    p99 ms")
+for key in sorted(runs, key=lambda k: (-k[1], k[0])):
+    print(f"{key[0]:>9} c{key[1]:<4}  {med(key,'rps'):>10.0f} {med(key,'p50_ms'):>10.3f} {med(key,'p99_ms'):>9.3f}")
+c = max(k[1] for k in runs if k[0] == "keyway")
+print(f"\nthroughput keyway/nginx at c{c}: {med(('keyway',c),'rps')/med(('nginx',c),'rps'):.2f}  (target >= 0.8)")
+print(f"added p50 over direct at c{c}: keyway {med(('keyway',c),'p50_ms')-med(('direct',c),'p50_ms'):.3f} ms, nginx {med(('nginx',c),'p50_ms')-med(('direct',c),'p50_ms'):.3f} ms")
+print(f"added p50 over direct at c1: keyway {med(('keyway',1),'p50_ms')-med(('direct',1),'p50_ms'):.3f} ms, nginx {med(('nginx',1),'p50_ms')-med(('direct',1),'p50_ms'):.3f} ms  (target < 1 ms)")
+PY
