@@ -76,6 +76,12 @@ run_wrk() { # label url clients token body
   echo "$1 c$3: ${out#RESULT }" | tee -a "$WORK/results"
 }
 
+run_wrk1() { # label url token: one client, one thread (unloaded latency)
+  local out
+  out=$(TOKEN=${3:-} wrk -t1 -c1 -d"$DURATION" -s bench/http.lua "$2" | grep RESULT)
+  echo "$1 c1: ${out#RESULT }" | tee -a "$WORK/results"
+}
+
 echo "keyway proxy benchmark: wrk -t2 -d$DURATION, $ROUNDS rounds, $(nproc) cores"
 for target in "direct $DIRECT" "nginx $NGINX" "keyway $KEYWAY"; do # warm-up
   set -- $target; TOKEN=$KEY wrk -t2 -c"$CONNECTIONS" -d2s -s bench/http.lua "$2" >/dev/null
@@ -84,9 +90,9 @@ for round in $(seq "$ROUNDS"); do
   run_wrk direct "$DIRECT" "$CONNECTIONS" ""
   run_wrk nginx "$NGINX" "$CONNECTIONS" ""
   run_wrk keyway "$KEYWAY" "$CONNECTIONS" "$KEY"
-  run_wrk direct "$DIRECT" 1 ""
-  run_wrk nginx "$NGINX" 1 ""
-  run_wrk keyway "$KEYWAY" 1 "$KEY"
+  run_wrk1 direct "$DIRECT"
+  run_wrk1 nginx "$NGINX"
+  run_wrk1 keyway "$KEYWAY" "$KEY"
 done
 MUTATION="{\"query\":\"mutation { proxy(input: {connectionId: \\\"$ID\\\", path: \\\"/items\\\"}) { status body } }\"}"
 run_wrk mutation "http://127.0.0.1:$PORT/graphql" 8 "$KEY" "$MUTATION"

@@ -76,6 +76,11 @@ pub struct Config {
     pub graphql_rate_limit_per_minute: u64,
     /// Request logs older than this many days are deleted.
     pub log_retention_days: u64,
+    /// Seconds to wait before each webhook delivery attempt, comma-separated: the first is
+    /// the first attempt, each further one a retry (about SPEC §6's schedule, ±10% jitter).
+    pub webhook_retry_schedule: String,
+    /// Timeout of one webhook delivery, in seconds (at most 15).
+    pub webhook_timeout_secs: u64,
     pub log_format: LogFormat,
     /// A `tracing` filter (`info`, `keyway=debug,sea_orm=warn`, …); `RUST_LOG` overrides it.
     pub log_level: String,
@@ -105,6 +110,8 @@ impl Default for Config {
             credential_cache_secs: 30,
             graphql_rate_limit_per_minute: 3000,
             log_retention_days: 30,
+            webhook_retry_schedule: "0,5,300,1800,7200,18000,36000,36000".to_owned(),
+            webhook_timeout_secs: 15,
             log_format: LogFormat::Human,
             log_level: "info".to_owned(),
             graphiql: None,
@@ -141,6 +148,8 @@ const KEYS: &[(&str, Kind)] = &[
     ("credential_cache_secs", Kind::Integer),
     ("graphql_rate_limit_per_minute", Kind::Integer),
     ("log_retention_days", Kind::Integer),
+    ("webhook_retry_schedule", Kind::Text),
+    ("webhook_timeout_secs", Kind::Integer),
     ("log_format", Kind::Text),
     ("log_level", Kind::Text),
     ("graphiql", Kind::Boolean),
@@ -226,6 +235,12 @@ impl Config {
         if self.credential_cache_secs > 3600 {
             bail!("credential_cache_secs must be at most 3600");
         }
+        if self.webhook_retry_delays().is_none() {
+            bail!("webhook_retry_schedule must be 1 to 20 comma-separated whole seconds");
+        }
+        if !(1..=15).contains(&self.webhook_timeout_secs) {
+            bail!("webhook_timeout_secs must be between 1 and 15");
+        }
         if !(1..=3650).contains(&self.log_retention_days) {
             bail!("log_retention_days must be between 1 and 3650");
         }
@@ -271,6 +286,21 @@ impl Config {
             allowed.eq_ignore_ascii_case(host)
                 || port.is_some_and(|p| allowed.eq_ignore_ascii_case(&format!("{host}:{p}")))
         })
+    }
+
+    /// The parsed `webhook_retry_schedule`.
+    pub fn webhook_retry_delays(&self) -> Option<Vec<std::time::Duration>> {
+        let delays: Option<Vec<_>> = self
+            .webhook_retry_schedule
+            .split(',')
+            .map(|s| {
+                s.trim()
+                    .parse::<u64>()
+                    .ok()
+                    .map(std::time::Duration::from_secs)
+            })
+            .collect();
+        delays.filter(|d| (1..=20).contains(&d.len()))
     }
 
     /// The redirect URI registered at every provider.

@@ -15,10 +15,14 @@ pub enum NodeType {
     Consumer,
     Integration,
     Connection,
+    Webhook,
+    WebhookDelivery,
 }
 
 impl NodeType {
-    const ALL: [NodeType; 5] = [
+    const ALL: [NodeType; 7] = [
+        NodeType::Webhook,
+        NodeType::WebhookDelivery,
         NodeType::Application,
         NodeType::ApiKey,
         NodeType::Consumer,
@@ -33,6 +37,8 @@ impl NodeType {
             NodeType::Consumer => "Consumer",
             NodeType::Integration => "Integration",
             NodeType::Connection => "Connection",
+            NodeType::Webhook => "Webhook",
+            NodeType::WebhookDelivery => "WebhookDelivery",
         }
     }
 }

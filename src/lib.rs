@@ -68,6 +68,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             config.graphql_rate_limit_per_minute,
         )),
         logs: Arc::new(service::usage::RequestLogWriter::default()),
+        bus: Arc::new(service::events::relay::EventBus::default()),
+        principals: Arc::new(auth::cache::PrincipalCache::default()),
         demo: config
             .demo_provider_enabled()
             .then(|| Arc::new(demo::DemoProvider::default())),
@@ -119,7 +121,21 @@ impl Server {
         let (limits, limits_db) = (state.limits.clone(), state.db.clone());
         let (logs, logs_db) = (state.logs.clone(), state.db.clone());
         let retention = state.config.log_retention_days;
+        let relay = service::events::relay::Relay {
+            bus: state.bus.clone(),
+            principals: state.principals.clone(),
+            cache: state.cache.clone(),
+            db: state.db.clone(),
+        };
+        let webhooks = service::webhooks::worker::WebhookWorker {
+            db: state.db.clone(),
+            keys: state.keys.clone(),
+            http: state.http.clone(),
+            config: state.config.clone(),
+        };
         let background = vec![
+            tokio::spawn(relay.run()),
+            tokio::spawn(webhooks.run()),
             tokio::spawn(async move { limits.counters.run(limits_db).await }),
             tokio::spawn(async move { logs.run(logs_db, retention).await }),
             tokio::spawn(async move {

@@ -29,6 +29,10 @@ pub struct AppState {
     pub limits: Arc<crate::service::usage::Limits>,
     /// Request logs, written in batches off the request path.
     pub logs: Arc<crate::service::usage::RequestLogWriter>,
+    /// Proven keys and tokens (`auth::cache`).
+    pub principals: Arc<crate::auth::cache::PrincipalCache>,
+    /// Committed events, for this replica's subscribers.
+    pub bus: Arc<crate::service::events::relay::EventBus>,
 }
 
 impl AppState {

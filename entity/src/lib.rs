@@ -14,3 +14,5 @@ pub mod oauth_flow;
 pub mod refresh_lease;
 pub mod request_log;
 pub mod usage_counter;
+pub mod webhook_delivery;
+pub mod webhook_endpoint;

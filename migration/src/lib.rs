@@ -8,6 +8,7 @@ mod m20261123_000002_connections;
 mod m20261123_000003_oauth_flows;
 mod m20261123_000004_refresh_leases;
 mod m20261123_000005_usage;
+mod m20261123_000006_webhooks;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000003_oauth_flows::Migration),
             Box::new(m20261123_000004_refresh_leases::Migration),
             Box::new(m20261123_000005_usage::Migration),
+            Box::new(m20261123_000006_webhooks::Migration),
         ]
     }
 }

@@ -3,6 +3,7 @@
 use sea_orm::DatabaseConnection;
 
 use super::Principal;
+use super::cache::PrincipalCache;
 use crate::crypto::tokens::{ADMIN_TOKEN_PREFIX, SECRET_KEY_PREFIX};
 use crate::error::{Error, Result};
 use crate::service::last_used::{Credential, LastUsedRecorder};
@@ -23,11 +24,31 @@ pub fn bearer_token(header: Option<&str>) -> Option<&str> {
 pub async fn authenticate(
     db: &DatabaseConnection,
     last_used: &LastUsedRecorder,
+    cache: &PrincipalCache,
     token: &str,
 ) -> Result<Principal> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(Error::Unauthenticated);
     }
+    let hash = crate::crypto::tokens::hash_secret(token);
+    if let Some(principal) = cache.get(&hash) {
+        match &principal {
+            Principal::SecretKey { key_id, .. } => last_used.touch(Credential::ApiKey, *key_id),
+            Principal::Operator { token_id } => last_used.touch(Credential::AdminToken, *token_id),
+        }
+        return Ok(principal);
+    }
+    let epoch = cache.epoch();
+    let principal = lookup(db, last_used, token).await?;
+    cache.insert(hash, principal.clone(), epoch);
+    Ok(principal)
+}
+
+async fn lookup(
+    db: &DatabaseConnection,
+    last_used: &LastUsedRecorder,
+    token: &str,
+) -> Result<Principal> {
     if token.starts_with(SECRET_KEY_PREFIX) {
         let key = api_keys::find_active_by_secret(db, token)
             .await?

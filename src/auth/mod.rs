@@ -2,6 +2,7 @@
 //! `require_*` calls; the scope they get back is what services accept.
 
 pub mod bearer;
+pub mod cache;
 mod principal;
 mod scope;
 

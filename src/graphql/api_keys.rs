@@ -127,6 +127,9 @@ impl ApiKeyMutation {
         let scope = principal
             .require_app_admin(&state.db, Some(key.application_id))
             .await?;
-        Ok(ApiKey(api_keys::revoke(&state.db, &scope, id).await?))
+        let revoked = api_keys::revoke(&state.db, &scope, id).await?;
+        // This replica forgets it now; the others when the revocation's notification arrives.
+        state.principals.forget_all();
+        Ok(ApiKey(revoked))
     }
 }

@@ -7,6 +7,7 @@ mod connect;
 mod connections;
 mod consumers;
 pub mod context;
+mod events;
 mod integrations;
 mod limits;
 mod logs;
@@ -16,8 +17,9 @@ mod proxy;
 mod rate_limit;
 mod relay;
 mod viewer;
+mod webhooks;
 
-use async_graphql::{EmptySubscription, MergedObject, Schema};
+use async_graphql::{MergedObject, Schema};
 
 use crate::config::Config;
 use crate::state::AppState;
@@ -41,6 +43,7 @@ pub struct QueryRoot(
     integrations::IntegrationQuery,
     connections::ConnectionQuery,
     logs::LogQuery,
+    webhooks::WebhookQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -52,9 +55,10 @@ pub struct MutationRoot(
     connections::ConnectionMutation,
     connect::ConnectMutation,
     proxy::ProxyMutation,
+    webhooks::WebhookMutation,
 );
 
-pub type KeywaySchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type KeywaySchema = Schema<QueryRoot, MutationRoot, events::SubscriptionRoot>;
 
 pub fn build_schema(state: AppState) -> KeywaySchema {
     let config = state.config.clone();
@@ -68,11 +72,11 @@ pub fn sdl() -> String {
 
 fn builder(
     config: &Config,
-) -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+) -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, events::SubscriptionRoot> {
     let mut builder = Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
-        EmptySubscription,
+        events::SubscriptionRoot,
     )
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)

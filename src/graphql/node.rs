@@ -8,9 +8,10 @@ use super::connections::Connection;
 use super::consumers::Consumer;
 use super::context::ContextExt;
 use super::integrations::Integration;
+use super::webhooks::Webhook;
 use crate::auth::AppScope;
 use crate::ids::{self, NodeType};
-use crate::service::{api_keys, applications, connections, consumers, integrations};
+use crate::service::{api_keys, applications, connections, consumers, integrations, webhooks};
 
 // One value per `node(id)` call: its size does not matter, boxing would only add noise.
 #[allow(clippy::large_enum_variant)]
@@ -22,6 +23,7 @@ pub enum Node {
     Consumer(Consumer),
     Integration(Integration),
     Connection(Connection),
+    Webhook(Webhook),
 }
 
 #[derive(Default)]
@@ -52,6 +54,13 @@ impl NodeQuery {
                 let scope = scope_for(ctx, app).await?;
                 Node::Connection(Connection(connections::get(db, &scope, id).await?))
             }
+            NodeType::Webhook => {
+                let app = webhooks::owner(db, tenancy, id).await?;
+                let scope = scope_for(ctx, app).await?;
+                Node::Webhook(Webhook(webhooks::get(db, &scope, id).await?))
+            }
+            // Deliveries are listed under their endpoint (`webhookDeliveries`).
+            NodeType::WebhookDelivery => return Err(crate::error::Error::NotFound.into()),
         })
     }
 }

@@ -72,6 +72,7 @@ pub async fn revoke(db: &DatabaseConnection, scope: &AppScope, id: Uuid) -> Resu
     let mut row: ActiveModel = key.into();
     row.revoked_at = Set(Some(Utc::now()));
     let key = row.update(db).await?;
+    crate::service::events::relay::notify_revoked(db).await?;
     tracing::info!(key_id = %key.id, application_id = %key.application_id, "API key revoked");
     Ok(key)
 }

@@ -197,11 +197,13 @@ async fn load_ring(db: &DatabaseConnection, master: &KeyBytes) -> anyhow::Result
 enum SealedColumn {
     IntegrationClientSecret,
     ConnectionCredentials,
+    WebhookSecret,
 }
 
-const SEALED_COLUMNS: [SealedColumn; 2] = [
+const SEALED_COLUMNS: [SealedColumn; 3] = [
     SealedColumn::IntegrationClientSecret,
     SealedColumn::ConnectionCredentials,
+    SealedColumn::WebhookSecret,
 ];
 
 impl SealedColumn {
@@ -210,11 +212,12 @@ impl SealedColumn {
         match self {
             SealedColumn::IntegrationClientSecret => "integrations.client_secret",
             SealedColumn::ConnectionCredentials => "connections.credentials",
+            SealedColumn::WebhookSecret => "webhook_endpoints.secret",
         }
     }
 
     async fn count_by_key(self, db: &DatabaseConnection) -> Result<Vec<(Option<i32>, u64)>> {
-        use entity::{connection as c, integration as i};
+        use entity::{connection as c, integration as i, webhook_endpoint as w};
         match self {
             SealedColumn::IntegrationClientSecret => {
                 count_by_key::<i::Entity>(db, i::Column::ClientSecret, i::Column::ClientSecretKeyId)
@@ -223,6 +226,9 @@ impl SealedColumn {
             SealedColumn::ConnectionCredentials => {
                 count_by_key::<c::Entity>(db, c::Column::Credentials, c::Column::CredentialsKeyId)
                     .await
+            }
+            SealedColumn::WebhookSecret => {
+                count_by_key::<w::Entity>(db, w::Column::Secret, w::Column::SecretKeyId).await
             }
         }
     }
@@ -234,7 +240,7 @@ impl SealedColumn {
         current: i32,
         limit: u64,
     ) -> Result<usize> {
-        use entity::{connection as c, integration as i};
+        use entity::{connection as c, integration as i, webhook_endpoint as w};
         let job = Job {
             ring,
             current,
@@ -251,6 +257,11 @@ impl SealedColumn {
                 let place = (c::Column::Id, c::Column::ApplicationId);
                 let sealed = (c::Column::Credentials, c::Column::CredentialsKeyId);
                 reencrypt::<c::Entity>(db, place, sealed, job).await
+            }
+            SealedColumn::WebhookSecret => {
+                let place = (w::Column::Id, w::Column::ApplicationId);
+                let sealed = (w::Column::Secret, w::Column::SecretKeyId);
+                reencrypt::<w::Entity>(db, place, sealed, job).await
             }
         }
     }
@@ -343,6 +354,14 @@ fn reseal(ring: &Keyring, old: &[u8], binding: Binding<'_>) -> Result<Option<Vec
 pub fn integration_binding(id: Uuid, application_id: Uuid) -> Binding<'static> {
     Binding {
         table: SealedColumn::IntegrationClientSecret.name(),
+        row_id: id,
+        application_id,
+    }
+}
+
+pub fn webhook_binding(id: Uuid, application_id: Uuid) -> Binding<'static> {
+    Binding {
+        table: SealedColumn::WebhookSecret.name(),
         row_id: id,
         application_id,
     }

@@ -19,3 +19,4 @@ pub mod redirect_uri;
 pub mod refresh;
 pub mod usage;
 pub(crate) mod validate;
+pub mod webhooks;

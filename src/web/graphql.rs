@@ -37,7 +37,7 @@ pub async fn post(
         .get(AUTHORIZATION)
         .and_then(|h| h.to_str().ok());
     let principal = match bearer_token(header) {
-        Some(token) => authenticate(&state.db, &state.last_used, token).await,
+        Some(token) => authenticate(&state.db, &state.last_used, &state.principals, token).await,
         None => Err(Error::Unauthenticated),
     };
     let principal = match principal {
@@ -173,7 +173,7 @@ fn parse_body(body: &[u8]) -> Result<BatchRequest, Error> {
 
 /// Errors raised before resolvers run (parse, validation, argument coercion) carry no code;
 /// they are all the caller's input, so they get `BAD_USER_INPUT`.
-fn with_codes(mut response: Response) -> Response {
+pub fn with_codes(mut response: Response) -> Response {
     for error in &mut response.errors {
         let extensions = error.extensions.get_or_insert_with(Default::default);
         if extensions.get("code").is_none() {
@@ -181,6 +181,13 @@ fn with_codes(mut response: Response) -> Response {
         }
     }
     response
+}
+
+/// Errors as the graphql-transport-ws `error` message carries them, each with its code.
+pub fn coded_errors(errors: Vec<async_graphql::ServerError>) -> Vec<async_graphql::ServerError> {
+    let mut response = Response::default();
+    response.errors = errors;
+    with_codes(response).errors
 }
 
 fn responses(batch: &BatchResponse) -> Vec<&Response> {

@@ -7,6 +7,7 @@ mod home;
 mod oauth;
 pub mod proxy;
 pub mod request_id;
+mod ws;
 
 use actix_web::{HttpResponse, web};
 
@@ -14,6 +15,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(home::home))
         .route("/graphql", web::post().to(graphql::post))
         .route("/graphql", web::get().to(graphql::graphiql))
+        .route("/graphql/ws", web::get().to(ws::upgrade))
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/oauth/callback", web::get().to(oauth::callback))

@@ -44,7 +44,7 @@ pub async fn proxy(
         .get(AUTHORIZATION)
         .and_then(|h| h.to_str().ok());
     let principal = match bearer_token(header) {
-        Some(token) => authenticate(&state.db, &state.last_used, token).await,
+        Some(token) => authenticate(&state.db, &state.last_used, &state.principals, token).await,
         None => Err(Error::Unauthenticated),
     };
     let scope = match principal.and_then(|p| p.require_secret_key("only a secret key may proxy")) {

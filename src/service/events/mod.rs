@@ -1,11 +1,15 @@
 //! The events outbox. Every change to a connection writes its event row in the same
-//! transaction, so an event exists exactly when its change committed. Delivery (subscriptions,
-//! webhooks) reads this table.
+//! transaction, so an event exists exactly when its change committed; the same transaction
+//! queues one webhook delivery per interested endpoint and (on PostgreSQL) a `NOTIFY`, which
+//! PostgreSQL sends only at commit. `relay` then fans committed events out to this replica's
+//! subscribers; a rolled-back change emits nothing anywhere.
+
+pub mod relay;
 
 use chrono::Utc;
 use entity::connection;
 use entity::event::ActiveModel;
-use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseBackend, Set, Statement};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -25,6 +29,21 @@ pub enum EventType {
 }
 
 impl EventType {
+    pub const ALL: [EventType; 8] = [
+        EventType::Created,
+        EventType::Updated,
+        EventType::Callable,
+        EventType::Refreshed,
+        EventType::RefreshFailed,
+        EventType::Invalid,
+        EventType::Revoked,
+        EventType::Deleted,
+    ];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventType::Created => "connection.created",
@@ -68,7 +87,7 @@ pub async fn record<C: ConnectionTrait>(
             "updated_at": conn.updated_at,
         },
     });
-    ActiveModel {
+    let event = ActiveModel {
         id: Set(id),
         application_id: Set(conn.application_id),
         event_type: Set(kind.as_str().to_owned()),
@@ -80,5 +99,14 @@ pub async fn record<C: ConnectionTrait>(
     }
     .insert(db)
     .await?;
+    crate::service::webhooks::enqueue(db, &event).await?;
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        db.execute_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "SELECT pg_notify($1, $2)",
+            [relay::CHANNEL.into(), id.to_string().into()],
+        ))
+        .await?;
+    }
     Ok(())
 }

@@ -1,0 +1,244 @@
+//! Fans committed events out to this replica's subscribers (GraphQL subscriptions) and drops
+//! the proxy's cached credentials of connections that changed anywhere.
+//!
+//! PostgreSQL: `LISTEN` on the channel `record` notifies (PostgreSQL delivers notifications
+//! at commit, in commit order, and never for a rolled-back transaction); after the listener
+//! reconnects, the events of the gap are read back from the outbox. SQLite: one process writes
+//! and its writers are serialised, so reading the outbox past the last id seen, every 50 ms,
+//! sees events in commit order.
+//!
+//! Delivery to subscribers is at least once while they are connected: a subscriber that falls
+//! more than `CAPACITY` events behind is told so and closed (it resubscribes).
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use entity::event::{Column, Entity, Model};
+use sea_orm::{
+    ColumnTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use crate::service::proxy::CredentialCache;
+
+pub const CHANNEL: &str = "keyway_events";
+const CAPACITY: usize = 16_384;
+const BATCH: u64 = 500;
+
+/// One committed event, shared by every subscriber.
+#[derive(Debug)]
+pub struct Published {
+    pub id: Uuid,
+    pub application_id: Uuid,
+    pub event_type: String,
+    pub connection_id: Option<Uuid>,
+    pub consumer_id: Option<String>,
+    pub service_id: Option<String>,
+    pub payload: serde_json::Value,
+    pub occurred_at: DateTime<Utc>,
+}
+
+impl From<Model> for Published {
+    fn from(m: Model) -> Self {
+        Self {
+            id: m.id,
+            application_id: m.application_id,
+            event_type: m.event_type,
+            connection_id: m.connection_id,
+            consumer_id: m.consumer_id,
+            service_id: m.service_id,
+            payload: m.payload,
+            occurred_at: m.occurred_at,
+        }
+    }
+}
+
+pub struct EventBus {
+    sender: broadcast::Sender<Arc<Published>>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self {
+            sender: broadcast::channel(CAPACITY).0,
+        }
+    }
+}
+
+impl EventBus {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
+        self.sender.subscribe()
+    }
+
+    fn publish(&self, event: Published) {
+        // No subscriber is not an error.
+        let _ = self.sender.send(Arc::new(event));
+    }
+}
+
+/// Remembers recently published ids, so an event read twice (a catch-up after a reconnect)
+/// is published once.
+#[derive(Default)]
+struct Recent {
+    ids: HashSet<Uuid>,
+    order: VecDeque<Uuid>,
+}
+
+impl Recent {
+    fn first_time(&mut self, id: Uuid) -> bool {
+        if !self.ids.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > 50_000
+            && let Some(old) = self.order.pop_front()
+        {
+            self.ids.remove(&old);
+        }
+        true
+    }
+}
+
+/// The payload of a notification that a key or token was revoked (not an event id).
+pub const REVOKED: &str = "revoked";
+
+pub struct Relay {
+    pub bus: Arc<EventBus>,
+    pub principals: Arc<crate::auth::cache::PrincipalCache>,
+    pub cache: Arc<CredentialCache>,
+    pub db: DatabaseConnection,
+}
+
+impl Relay {
+    /// Forever.
+    pub async fn run(self) {
+        let mut recent = Recent::default();
+        match self.db.get_database_backend() {
+            DatabaseBackend::Postgres => loop {
+                let since = Utc::now() - chrono::Duration::seconds(5);
+                if let Err(err) = self.listen(&mut recent, since).await {
+                    tracing::warn!(error = %err, "event listener failed; reconnecting");
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            },
+            _ => self.poll(&mut recent).await,
+        }
+    }
+
+    fn publish(&self, recent: &mut Recent, event: Model) {
+        if !recent.first_time(event.id) {
+            return;
+        }
+        if let Some(connection) = event.connection_id {
+            // Changed on any replica: this replica's cached credentials are stale.
+            self.cache.forget(connection);
+        }
+        self.bus.publish(event.into());
+    }
+
+    async fn poll(&self, recent: &mut Recent) {
+        let mut cursor = latest_id(&self.db).await.unwrap_or_default();
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let rows = Entity::find()
+                .filter(Column::Id.gt(cursor))
+                .order_by_asc(Column::Id)
+                .limit(BATCH)
+                .all(&self.db)
+                .await;
+            match rows {
+                Ok(rows) => {
+                    for event in rows {
+                        cursor = event.id;
+                        self.publish(recent, event);
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "reading the outbox failed"),
+            }
+        }
+    }
+
+    async fn listen(&self, recent: &mut Recent, since: DateTime<Utc>) -> anyhow::Result<()> {
+        let pool = self.db.get_postgres_connection_pool();
+        let mut listener = sea_orm::sqlx::postgres::PgListener::connect_with(pool).await?;
+        listener.listen(CHANNEL).await?;
+        let mut since = since;
+        loop {
+            // What committed while nobody listened (start, or a lost connection).
+            let missed = Entity::find()
+                .filter(Column::OccurredAt.gte(since))
+                .order_by_asc(Column::OccurredAt)
+                .all(&self.db)
+                .await?;
+            for event in missed {
+                self.publish(recent, event);
+            }
+            loop {
+                let Some(first) = listener.try_recv().await? else {
+                    // The connection was lost (and is re-established on the next call).
+                    since = Utc::now() - chrono::Duration::seconds(30);
+                    break;
+                };
+                if first.payload() == REVOKED {
+                    self.principals.forget_all();
+                    continue;
+                }
+                let mut ids = vec![first.payload().to_owned()];
+                // Whatever arrived with it is read in the same query.
+                while ids.len() < BATCH as usize {
+                    let Some(more) = listener.next_buffered() else {
+                        break;
+                    };
+                    if more.payload() == REVOKED {
+                        self.principals.forget_all();
+                        continue;
+                    }
+                    ids.push(more.payload().to_owned());
+                }
+                let ids: Vec<Uuid> = ids.iter().filter_map(|i| Uuid::parse_str(i).ok()).collect();
+                let mut events = Entity::find()
+                    .filter(Column::Id.is_in(ids.clone()))
+                    .all(&self.db)
+                    .await?;
+                // Commit order, as notified.
+                events.sort_by_key(|e| ids.iter().position(|i| *i == e.id));
+                for event in events {
+                    self.publish(recent, event);
+                }
+            }
+        }
+    }
+}
+
+/// Tells the other replicas (PostgreSQL) that a key or token was revoked.
+pub async fn notify_revoked(db: &DatabaseConnection) -> crate::error::Result<()> {
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        use sea_orm::ConnectionTrait;
+        db.execute_raw(sea_orm::Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "SELECT pg_notify($1, $2)",
+            [CHANNEL.into(), REVOKED.into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+async fn latest_id(db: &DatabaseConnection) -> Option<Uuid> {
+    Entity::find()
+        .select_only()
+        .column(Column::Id)
+        .order_by_desc(Column::Id)
+        .limit(1)
+        .into_tuple()
+        .one(db)
+        .await
+        .ok()
+        .flatten()
+}

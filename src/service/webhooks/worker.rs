@@ -1,0 +1,235 @@
+//! Sends queued webhook deliveries, on every replica: a worker claims due deliveries with a
+//! lease (a conditional update, so two replicas never send the same attempt at once), signs
+//! each per Standard Webhooks, and records the outcome. 2xx is success; anything else
+//! (redirects included: never followed) is retried on the configured schedule with ±10%
+//! jitter; 410 Gone disables the endpoint. `webhook-id` is the event id on every attempt.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use entity::webhook_delivery::{ActiveModel, Column, Entity, Model};
+use entity::webhook_endpoint;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::signing::signature_header;
+use crate::config::Config;
+use crate::error::Result;
+use crate::service::keys::KeyStore;
+
+pub const PENDING: &str = "pending";
+pub const SUCCEEDED: &str = "succeeded";
+pub const FAILED: &str = "failed";
+const CLAIM: chrono::Duration = chrono::Duration::seconds(60);
+const BATCH: u64 = 64;
+
+pub struct WebhookWorker {
+    pub db: DatabaseConnection,
+    pub keys: Arc<KeyStore>,
+    pub http: reqwest::Client,
+    pub config: Arc<Config>,
+}
+
+/// How one attempt went.
+enum Outcome {
+    Delivered(u16),
+    Gone,
+    Failed(Option<u16>, String),
+}
+
+impl WebhookWorker {
+    /// Forever: every 100 ms, send what is due.
+    pub async fn run(self) {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match self.claim_due().await {
+                Ok(claimed) => {
+                    futures_util::future::join_all(claimed.into_iter().map(|d| self.deliver(d)))
+                        .await;
+                }
+                Err(err) => err.log(),
+            }
+        }
+    }
+
+    async fn claim_due(&self) -> Result<Vec<Model>> {
+        let now = Utc::now();
+        let free = || {
+            Condition::any()
+                .add(Column::LockedUntil.is_null())
+                .add(Column::LockedUntil.lt(now))
+        };
+        let due: Vec<Uuid> = Entity::find()
+            .select_only()
+            .column(Column::Id)
+            .filter(Column::Status.eq(PENDING))
+            .filter(Column::NextAttemptAt.lte(now))
+            .filter(free())
+            .order_by_asc(Column::NextAttemptAt)
+            .limit(BATCH)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let mut claimed = Vec::with_capacity(due.len());
+        for id in due {
+            let taken = Entity::update_many()
+                .col_expr(Column::LockedUntil, Expr::value(now + CLAIM))
+                .filter(Column::Id.eq(id))
+                .filter(Column::Status.eq(PENDING))
+                .filter(free())
+                .exec(&self.db)
+                .await?;
+            if taken.rows_affected == 1
+                && let Some(row) = Entity::find_by_id(id).one(&self.db).await?
+            {
+                claimed.push(row);
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn deliver(&self, delivery: Model) {
+        let attempt = delivery.attempts + 1;
+        let outcome = match self.attempt(&delivery, attempt).await {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                err.log();
+                Outcome::Failed(None, "the delivery could not be prepared".into())
+            }
+        };
+        if let Err(err) = self.record(delivery, attempt, outcome).await {
+            // The claim lapses and the attempt is made again: at least once.
+            err.log();
+        }
+    }
+
+    async fn attempt(&self, delivery: &Model, attempt: i32) -> Result<Outcome> {
+        let Some(endpoint) = webhook_endpoint::Entity::find_by_id(delivery.endpoint_id)
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(Outcome::Failed(None, "the endpoint was deleted".into()));
+        };
+        if !endpoint.enabled {
+            return Ok(Outcome::Failed(None, "the endpoint is disabled".into()));
+        }
+        let url = url::Url::parse(&endpoint.url)
+            .map_err(|_| crate::error::Error::bad_input("invalid endpoint URL"))?;
+        if crate::upstream::check_url(&self.config, &url).is_err() {
+            return Ok(Outcome::Failed(
+                None,
+                "the endpoint URL is not allowed".into(),
+            ));
+        }
+        let secrets = super::secrets(&self.keys, &endpoint)?;
+        let body = serde_json::to_vec(&json!({
+            "type": delivery.event_type,
+            "timestamp": delivery.payload.get("occurred_at"),
+            "execution_attempt": attempt,
+            "data": delivery.payload,
+        }))
+        .map_err(crate::error::Error::internal)?;
+        let id = delivery.event_id.to_string();
+        let now = Utc::now();
+        let timestamp = now.timestamp();
+        let signature = signature_header(&secrets.signing(now), &id, timestamp, &body)?;
+        let sent = self
+            .http
+            .post(url)
+            .timeout(Duration::from_secs(self.config.webhook_timeout_secs))
+            .header("content-type", "application/json")
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(body)
+            .send()
+            .await;
+        Ok(match sent {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                match status {
+                    200..=299 => Outcome::Delivered(status),
+                    410 => Outcome::Gone,
+                    _ => Outcome::Failed(Some(status), format!("the endpoint answered {status}")),
+                }
+            }
+            Err(err) => {
+                let err = err.without_url();
+                let why = if err.is_timeout() {
+                    "the endpoint did not answer in time"
+                } else if crate::upstream::refused_address(&err) {
+                    "the endpoint's host resolves to a private address"
+                } else {
+                    "could not reach the endpoint"
+                };
+                Outcome::Failed(None, why.into())
+            }
+        })
+    }
+
+    async fn record(&self, delivery: Model, attempt: i32, outcome: Outcome) -> Result<()> {
+        let endpoint_id = delivery.endpoint_id;
+        let mut row: ActiveModel = delivery.into();
+        let now = Utc::now();
+        row.attempts = Set(attempt);
+        row.last_attempt_at = Set(Some(now));
+        row.locked_until = Set(None);
+        match outcome {
+            Outcome::Delivered(status) => {
+                row.status = Set(SUCCEEDED.to_owned());
+                row.last_status_code = Set(Some(i32::from(status)));
+                row.last_error = Set(None);
+                row.next_attempt_at = Set(None);
+            }
+            Outcome::Gone => {
+                row.status = Set(FAILED.to_owned());
+                row.last_status_code = Set(Some(410));
+                row.last_error = Set(Some("410 Gone: the endpoint was disabled".into()));
+                row.next_attempt_at = Set(None);
+                webhook_endpoint::Entity::update_many()
+                    .col_expr(webhook_endpoint::Column::Enabled, Expr::value(false))
+                    .col_expr(
+                        webhook_endpoint::Column::DisabledReason,
+                        Expr::value("the endpoint answered 410 Gone"),
+                    )
+                    .col_expr(webhook_endpoint::Column::UpdatedAt, Expr::value(now))
+                    .filter(webhook_endpoint::Column::Id.eq(endpoint_id))
+                    .exec(&self.db)
+                    .await?;
+                tracing::warn!(webhook = %endpoint_id, "endpoint answered 410: disabled");
+            }
+            Outcome::Failed(status, why) => {
+                row.last_status_code = Set(status.map(i32::from));
+                row.last_error = Set(Some(why));
+                match self.next_delay(attempt) {
+                    Some(delay) => {
+                        row.status = Set(PENDING.to_owned());
+                        row.next_attempt_at = Set(Some(now + delay));
+                    }
+                    None => {
+                        row.status = Set(FAILED.to_owned());
+                        row.next_attempt_at = Set(None);
+                    }
+                }
+            }
+        }
+        row.update(&self.db).await?;
+        Ok(())
+    }
+
+    /// The wait after attempt `attempt` failed, with ±10% jitter; `None` when it was the last.
+    fn next_delay(&self, attempt: i32) -> Option<chrono::Duration> {
+        let delays = self.config.webhook_retry_delays()?;
+        let base = *delays.get(usize::try_from(attempt).ok()?)?;
+        let jitter = 0.9 + (rand::random::<u32>() % 2001) as f64 / 10_000.0;
+        chrono::Duration::from_std(base.mul_f64(jitter)).ok()
+    }
+}

@@ -1,0 +1,289 @@
+//! `/graphql/ws`: GraphQL over WebSocket, the graphql-transport-ws protocol
+//! (https://github.com/enisdenjo/graphql-ws/blob/master/PROTOCOL.md), so the `graphql-ws`
+//! client works unmodified.
+//!
+//! Authentication is in `connection_init`: `{"authorization": "Bearer kw_sk_…"}` (also
+//! `Authorization` or `token`), or the upgrade request's own `Authorization` header. A rejected
+//! init closes with 4403 Forbidden; `subscribe` before the acknowledgement with 4401
+//! Unauthorized; no init within 10 s with 4408; a second init with 4429; a reused operation id
+//! with 4409; anything unparsable with 4400. (Hosted-vault session tokens will join here.)
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix_web::http::header::{AUTHORIZATION, HeaderValue, SEC_WEBSOCKET_PROTOCOL};
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Session};
+use futures_util::StreamExt;
+use futures_util::future::AbortHandle;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::auth::Principal;
+use crate::auth::bearer::{authenticate, bearer_token};
+use crate::error::Error;
+use crate::graphql::KeywaySchema;
+use crate::graphql::context::RequestInfo;
+use crate::state::AppState;
+
+pub const PROTOCOL: &str = "graphql-transport-ws";
+const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_MESSAGE: usize = 256 * 1024;
+
+pub async fn upgrade(
+    state: web::Data<AppState>,
+    schema: web::Data<KeywaySchema>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> HttpResponse {
+    let offered = req
+        .headers()
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == PROTOCOL);
+    if !offered {
+        return Error::bad_input(format!("the WebSocket subprotocol must be {PROTOCOL}")).to_http();
+    }
+    let (mut response, session, stream) = match actix_ws::handle(&req, body) {
+        Ok(parts) => parts,
+        Err(_) => return Error::bad_input("not a WebSocket upgrade").to_http(),
+    };
+    response
+        .headers_mut()
+        .insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(PROTOCOL));
+    let header_token = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| bearer_token(Some(h)))
+        .map(str::to_owned);
+    let info = RequestInfo {
+        request_id: crate::web::request_id::of(&req),
+        source_ip: req.peer_addr().map(|a| a.ip().to_string()),
+    };
+    let stream = stream
+        .max_frame_size(MAX_MESSAGE)
+        .aggregate_continuations()
+        .max_continuation_size(MAX_MESSAGE);
+    let connection = Connection {
+        state: state.into_inner(),
+        schema: schema.into_inner(),
+        session,
+        header_token,
+        info,
+        principal: None,
+        init_received: false,
+        operations: HashMap::new(),
+    };
+    actix_web::rt::spawn(connection.run(stream));
+    response
+}
+
+#[derive(Deserialize)]
+struct ClientMessage {
+    #[serde(rename = "type")]
+    kind: String,
+    id: Option<String>,
+    payload: Option<Value>,
+}
+
+/// What operation tasks hand back to the connection.
+enum Outgoing {
+    Message(Value),
+    Finished(String),
+}
+
+struct Connection {
+    state: std::sync::Arc<AppState>,
+    schema: std::sync::Arc<KeywaySchema>,
+    session: Session,
+    header_token: Option<String>,
+    info: RequestInfo,
+    principal: Option<Principal>,
+    init_received: bool,
+    operations: HashMap<String, AbortHandle>,
+}
+
+/// Why the server closes: a graphql-transport-ws code and its reason.
+struct Close(u16, &'static str);
+
+impl Connection {
+    async fn run(mut self, mut stream: actix_ws::AggregatedMessageStream) {
+        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
+        let init_deadline = tokio::time::sleep(INIT_TIMEOUT);
+        tokio::pin!(init_deadline);
+        let close = loop {
+            tokio::select! {
+                message = stream.next() => match message {
+                    Some(Ok(AggregatedMessage::Text(text))) => {
+                        if let Err(close) = self.handle(&text, &out_tx).await {
+                            break Some(close);
+                        }
+                    }
+                    Some(Ok(AggregatedMessage::Ping(bytes))) => {
+                        if self.session.pong(&bytes).await.is_err() {
+                            break None;
+                        }
+                    }
+                    Some(Ok(AggregatedMessage::Pong(_))) => {}
+                    Some(Ok(AggregatedMessage::Binary(_))) => break Some(Close(4400, "Binary messages are not supported")),
+                    Some(Ok(AggregatedMessage::Close(_))) | Some(Err(_)) | None => break None,
+                },
+                Some(out) = out_rx.recv() => match out {
+                    Outgoing::Message(message) => {
+                        if self.session.text(message.to_string()).await.is_err() {
+                            break None;
+                        }
+                    }
+                    Outgoing::Finished(id) => {
+                        self.operations.remove(&id);
+                    }
+                },
+                _ = &mut init_deadline, if self.principal.is_none() => {
+                    break Some(Close(4408, "Connection initialisation timeout"));
+                }
+            }
+        };
+        for (_, handle) in self.operations.drain() {
+            handle.abort();
+        }
+        let reason = close.map(|Close(code, text)| CloseReason {
+            code: CloseCode::Other(code),
+            description: Some(text.to_owned()),
+        });
+        let _ = self.session.close(reason).await;
+    }
+
+    async fn handle(
+        &mut self,
+        text: &str,
+        out: &mpsc::UnboundedSender<Outgoing>,
+    ) -> Result<(), Close> {
+        let invalid = || Close(4400, "Invalid message");
+        let message: ClientMessage = serde_json::from_str(text).map_err(|_| invalid())?;
+        match message.kind.as_str() {
+            "connection_init" => {
+                if self.init_received {
+                    return Err(Close(4429, "Too many initialisation requests"));
+                }
+                self.init_received = true;
+                let token =
+                    token_of(message.payload.as_ref()).or_else(|| self.header_token.clone());
+                let Some(token) = token else {
+                    return Err(Close(4403, "Forbidden"));
+                };
+                let proven = authenticate(
+                    &self.state.db,
+                    &self.state.last_used,
+                    &self.state.principals,
+                    &token,
+                )
+                .await;
+                match proven {
+                    Ok(principal) => {
+                        self.principal = Some(principal);
+                        self.send(json!({ "type": "connection_ack" })).await;
+                        Ok(())
+                    }
+                    Err(_) => Err(Close(4403, "Forbidden")),
+                }
+            }
+            "ping" => {
+                self.send(json!({ "type": "pong" })).await;
+                Ok(())
+            }
+            "pong" => Ok(()),
+            "subscribe" => {
+                let Some(principal) = self.principal.clone() else {
+                    return Err(Close(4401, "Unauthorized"));
+                };
+                let id = message.id.filter(|i| !i.is_empty()).ok_or_else(invalid)?;
+                if self.operations.contains_key(&id) {
+                    return Err(Close(4409, "Subscriber for this id already exists"));
+                }
+                let request: async_graphql::Request =
+                    serde_json::from_value(message.payload.ok_or_else(invalid)?)
+                        .map_err(|_| invalid())?;
+                let request = request.data(principal).data(self.info.clone());
+                let stream = self.schema.execute_stream(request);
+                let (abortable, handle) =
+                    futures_util::stream::abortable(operation(id.clone(), stream));
+                self.operations.insert(id, handle);
+                let out = out.clone();
+                actix_web::rt::spawn(abortable.for_each(move |message| {
+                    let _ = out.send(message);
+                    async {}
+                }));
+                Ok(())
+            }
+            "complete" => {
+                let id = message.id.ok_or_else(invalid)?;
+                if let Some(handle) = self.operations.remove(&id) {
+                    handle.abort();
+                }
+                Ok(())
+            }
+            _ => Err(invalid()),
+        }
+    }
+
+    async fn send(&mut self, message: Value) {
+        let _ = self.session.text(message.to_string()).await;
+    }
+}
+
+/// One operation's messages: `next` per result and `complete` at the end, or a single `error`
+/// when it failed before executing (parse, validation, permission at subscribe time).
+fn operation(
+    id: String,
+    results: impl futures_util::Stream<Item = async_graphql::Response> + Send + Unpin + 'static,
+) -> impl futures_util::Stream<Item = Outgoing> {
+    futures_util::stream::unfold(
+        (results, id, true, false),
+        |(mut results, id, first, done)| async move {
+            if done {
+                return None;
+            }
+            match results.next().await {
+                Some(response)
+                    if first
+                        && response.data == async_graphql::Value::Null
+                        && response.is_err() =>
+                {
+                    let errors = crate::web::graphql::coded_errors(response.errors);
+                    let message = json!({ "id": id, "type": "error", "payload": errors });
+                    Some((
+                        vec![Outgoing::Message(message), Outgoing::Finished(id.clone())],
+                        (results, id, false, true),
+                    ))
+                }
+                Some(response) => {
+                    let response = crate::web::graphql::with_codes(response);
+                    let message = json!({ "id": id, "type": "next", "payload": response });
+                    Some((
+                        vec![Outgoing::Message(message)],
+                        (results, id, false, false),
+                    ))
+                }
+                None => {
+                    let message = json!({ "id": id, "type": "complete" });
+                    Some((
+                        vec![Outgoing::Message(message), Outgoing::Finished(id.clone())],
+                        (results, id, false, true),
+                    ))
+                }
+            }
+        },
+    )
+    .flat_map(futures_util::stream::iter)
+}
+
+fn token_of(payload: Option<&Value>) -> Option<String> {
+    let payload = payload?.as_object()?;
+    let raw = ["authorization", "Authorization", "token"]
+        .iter()
+        .find_map(|k| payload.get(*k)?.as_str())?;
+    Some(bearer_token(Some(raw)).unwrap_or(raw).trim().to_owned())
+}

@@ -1,0 +1,537 @@
+//! Connection events: the graphql-transport-ws subscription (order, isolation, the
+//! protocol's close codes) and signed, retried webhooks (signatures checked independently,
+//! retry schedule, 410, SSRF refusal, secret rotation, delivery after SIGKILL).
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::oauth::setup_with;
+use crate::receiver::{Receiver, verify};
+use crate::refresh::connected;
+use crate::support::{Backend, TestApp, first_code};
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn socket(app: &TestApp) -> Socket {
+    let url = format!("{}/graphql/ws", app.base.replace("http://", "ws://"));
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(
+        response.headers()["sec-websocket-protocol"],
+        "graphql-transport-ws"
+    );
+    socket
+}
+
+async fn send(socket: &mut Socket, message: Value) {
+    socket
+        .send(Message::text(message.to_string()))
+        .await
+        .unwrap();
+}
+
+/// The next text message, or the close code.
+async fn next(socket: &mut Socket, secs: u64) -> Result<Value, Option<u16>> {
+    let wait = std::time::Duration::from_secs(secs);
+    loop {
+        match tokio::time::timeout(wait, socket.next()).await {
+            Err(_) => return Err(None),
+            Ok(Some(Ok(Message::Text(text)))) => return Ok(serde_json::from_str(&text).unwrap()),
+            Ok(Some(Ok(Message::Close(frame)))) => return Err(frame.map(|f| u16::from(f.code))),
+            Ok(Some(Ok(_))) => continue,
+            Ok(_) => return Err(None),
+        }
+    }
+}
+
+async fn subscribed(app: &TestApp, key: &str, filter: Value) -> Socket {
+    let mut socket = socket(app).await;
+    send(&mut socket, json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {key}") } })).await;
+    assert_eq!(
+        next(&mut socket, 5).await.unwrap()["type"],
+        "connection_ack"
+    );
+    send(&mut socket, json!({ "id": "1", "type": "subscribe", "payload": {
+        "query": "subscription($f: EventFilterInput) { connectionEvents(filter: $f) { eventId type consumerId serviceId connectionId connection } }",
+        "variables": { "f": filter } } })).await;
+    // Let the subscription register before anything is published.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    socket
+}
+
+macro_rules! events_test {
+    ($name:ident, $tweak:expr, |$app:ident, $fake:ident, $tenant:ident| $body:expr) => {
+        mod $name {
+            use super::*;
+
+            async fn run(backend: Backend) {
+                let Some(($app, $fake, $tenant, _)) = setup_with(backend, $tweak).await else {
+                    return;
+                };
+                $body.await;
+                $app.stop().await;
+                $fake.stop().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                run(Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                run(Backend::Postgres).await;
+            }
+        }
+    };
+}
+
+events_test!(
+    a_subscriber_receives_its_events_in_order_and_no_one_elses,
+    |_| {},
+    |app, fake, tenant| async {
+        let other = app.create_tenant("other").await;
+        let mut mine = subscribed(&app, &tenant.key, json!({ "consumerId": "alice" })).await;
+        let mut theirs = subscribed(&app, &other.key, json!({})).await;
+        let id = connected(&app, &fake, &tenant).await;
+        app.ok(&tenant.key, "mutation($id: ID!) { updateConnection(id: $id, input: {metadata: {plan: \"pro\"}}) { id } }", json!({ "id": id })).await;
+        app.ok(
+            &tenant.key,
+            "mutation($id: ID!) { refreshConnection(id: $id) { id } }",
+            json!({ "id": id }),
+        )
+        .await;
+        app.ok(
+            &tenant.key,
+            "mutation($id: ID!) { deleteConnection(id: $id) { id } }",
+            json!({ "id": id }),
+        )
+        .await;
+        let mut types = Vec::new();
+        while types.last().map(String::as_str) != Some("connection.deleted") {
+            let message = next(&mut mine, 5)
+                .await
+                .unwrap_or_else(|e| panic!("closed {e:?} after {types:?}"));
+            assert_eq!(message["type"], "next", "{message}");
+            assert_eq!(message["id"], "1");
+            let event = &message["payload"]["data"]["connectionEvents"];
+            assert_eq!(event["connectionId"], id.as_str());
+            assert_eq!(event["consumerId"], "alice");
+            assert!(event["connection"].get("credentials").is_none());
+            assert!(!event.to_string().contains("at-1"), "a token in an event");
+            types.push(event["type"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(
+            types,
+            [
+                "connection.created",
+                "connection.callable",
+                "connection.updated",
+                "connection.refreshed",
+                "connection.deleted"
+            ]
+        );
+        assert!(
+            next(&mut theirs, 1).await.is_err(),
+            "another application received an event"
+        );
+        // A rolled-back change emits nothing: an update that fails validation.
+        let (_, body) = app.graphql(&tenant.key, "mutation { createConnection(input: {consumerId: \"alice\", serviceId: \"fake\", credentials: {fields: {x: \"y\"}}}) { id } }", json!({})).await;
+        assert_eq!(first_code(&body), "BAD_USER_INPUT");
+        assert!(next(&mut mine, 1).await.is_err());
+        // The client ends the subscription; the connection stays usable.
+        send(&mut mine, json!({ "id": "1", "type": "complete" })).await;
+        send(&mut mine, json!({ "type": "ping" })).await;
+        assert_eq!(next(&mut mine, 2).await.unwrap()["type"], "pong");
+    }
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_protocol_close_codes() {
+    let app = TestApp::new(Backend::Sqlite).await.unwrap();
+    let tenant = app.create_tenant("acme").await;
+    let subscribe = json!({ "id": "1", "type": "subscribe", "payload": { "query": "subscription { connectionEvents { type } }" } });
+    // Subscribing before the acknowledgement: 4401.
+    let mut s = socket(&app).await;
+    send(&mut s, subscribe.clone()).await;
+    assert_eq!(next(&mut s, 5).await, Err(Some(4401)));
+    // A wrong, a revoked-looking or a missing token: 4403.
+    for payload in [
+        json!({ "authorization": "Bearer kw_sk_wrong" }),
+        json!({}),
+        json!({ "authorization": app.operator.replace('a', "b") }),
+    ] {
+        let mut s = socket(&app).await;
+        send(
+            &mut s,
+            json!({ "type": "connection_init", "payload": payload }),
+        )
+        .await;
+        assert_eq!(next(&mut s, 5).await, Err(Some(4403)));
+    }
+    // Two inits: 4429. A reused id: 4409. Garbage: 4400.
+    let mut s = socket(&app).await;
+    let init = json!({ "type": "connection_init", "payload": { "authorization": tenant.key } });
+    send(&mut s, init.clone()).await;
+    assert_eq!(next(&mut s, 5).await.unwrap()["type"], "connection_ack");
+    send(&mut s, init.clone()).await;
+    assert_eq!(next(&mut s, 5).await, Err(Some(4429)));
+    let mut s = socket(&app).await;
+    send(&mut s, init.clone()).await;
+    next(&mut s, 5).await.unwrap();
+    send(&mut s, subscribe.clone()).await;
+    send(&mut s, subscribe.clone()).await;
+    assert_eq!(next(&mut s, 5).await, Err(Some(4409)));
+    let mut s = socket(&app).await;
+    s.send(Message::text("{not json")).await.unwrap();
+    assert_eq!(next(&mut s, 5).await, Err(Some(4400)));
+    // A query that does not validate gets an `error` message for its id, not a close.
+    let mut s = socket(&app).await;
+    send(&mut s, init).await;
+    next(&mut s, 5).await.unwrap();
+    send(
+        &mut s,
+        json!({ "id": "7", "type": "subscribe", "payload": { "query": "subscription { nope }" } }),
+    )
+    .await;
+    let error = next(&mut s, 5).await.unwrap();
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["id"], "7");
+    assert_eq!(error["payload"][0]["extensions"]["code"], "BAD_USER_INPUT");
+    // Without the subprotocol, no upgrade.
+    let plain = app
+        .client
+        .get(format!("{}/graphql/ws", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 400);
+    app.stop().await;
+}
+
+async fn create_webhook(app: &TestApp, key: &str, url: &str) -> (String, String) {
+    let data = app
+        .ok(key, "mutation($u: String!) { createWebhook(input: {url: $u, eventTypes: [\"connection.created\"]}) { webhook { id } secret } }", json!({ "u": url }))
+        .await;
+    (
+        data["createWebhook"]["webhook"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        data["createWebhook"]["secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+events_test!(
+    webhooks_are_signed_retried_and_disabled_by_410,
+    |c| {
+        c.webhook_retry_schedule = "0,1,1".into();
+        c.allowed_private_hosts.push("127.0.0.1".into());
+    },
+    |app, fake, tenant| async {
+        let receiver = Receiver::start().await;
+        app.create_integration(&tenant.key, "stripe").await;
+        let (webhook, secret) = create_webhook(&app, &tenant.key, &receiver.url).await;
+        assert!(secret.starts_with("whsec_"));
+        // Fails twice, then succeeds: three attempts, one id, attempts counted in the body.
+        receiver.answer(&[500, 302]);
+        app.create_stripe_connection(&tenant.key, "bob", "sk_test_webhook")
+            .await;
+        // Only `connection.created` (the endpoint's one type), retried twice.
+        let got = receiver.wait_for(3, 10).await;
+        let created: Vec<_> = got
+            .iter()
+            .filter(|r| r.json()["type"] == "connection.created")
+            .collect();
+        assert_eq!(
+            created.len(),
+            3,
+            "{:?}",
+            got.iter()
+                .map(|r| r.json()["type"].clone())
+                .collect::<Vec<_>>()
+        );
+        let ids: Vec<&str> = created.iter().map(|r| r.header("webhook-id")).collect();
+        assert!(
+            ids.iter().all(|i| *i == ids[0] && !i.is_empty()),
+            "webhook-id changed: {ids:?}"
+        );
+        let attempts: Vec<i64> = created
+            .iter()
+            .map(|r| r.json()["execution_attempt"].as_i64().unwrap())
+            .collect();
+        assert_eq!(attempts, [1, 2, 3]);
+        for pair in created.windows(2) {
+            let gap = pair[1].at - pair[0].at;
+            assert!(
+                gap >= std::time::Duration::from_millis(850),
+                "retried after {gap:?}"
+            );
+        }
+        for r in &got {
+            assert!(verify(&secret, r), "bad signature");
+            assert_eq!(r.header("content-type"), "application/json");
+            let age = chrono::Utc::now().timestamp()
+                - r.header("webhook-timestamp").parse::<i64>().unwrap();
+            assert!((0..30).contains(&age));
+            assert!(
+                !String::from_utf8_lossy(&r.body).contains("sk_test_webhook"),
+                "a credential in a webhook"
+            );
+        }
+        let deliveries = app
+            .ok(&tenant.key, "query($w: ID!) { webhookDeliveries(endpointId: $w) { edges { node { id eventType status attempts lastStatusCode } } } }", json!({ "w": webhook }))
+            .await;
+        let nodes: Vec<&Value> = deliveries["webhookDeliveries"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| &e["node"])
+            .collect();
+        let created_delivery = nodes
+            .iter()
+            .find(|n| n["eventType"] == "connection.created")
+            .unwrap();
+        assert_eq!(created_delivery["status"], "succeeded");
+        assert_eq!(created_delivery["attempts"], 3);
+
+        // Redelivery: same id, next attempt.
+        let before = receiver.received().len();
+        app.ok(
+            &tenant.key,
+            "mutation($d: ID!) { redeliverWebhook(deliveryId: $d) { status } }",
+            json!({ "d": created_delivery["id"] }),
+        )
+        .await;
+        let again = receiver.wait_for(before + 1, 5).await;
+        assert_eq!(again.last().unwrap().header("webhook-id"), ids[0]);
+
+        // Rotation: both secrets sign during the overlap.
+        let rotated = app
+            .ok(&tenant.key, "mutation($w: ID!) { updateWebhook(id: $w, input: {rotateSecret: true}) { secret } }", json!({ "w": webhook }))
+            .await;
+        let new_secret = rotated["updateWebhook"]["secret"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_ne!(new_secret, secret);
+        let before = receiver.received().len();
+        app.create_stripe_connection(&tenant.key, "carol", "sk_test_two")
+            .await;
+        let got = receiver.wait_for(before + 1, 5).await;
+        let last = got.last().unwrap();
+        assert!(
+            verify(&secret, last) && verify(&new_secret, last),
+            "{}",
+            last.header("webhook-signature")
+        );
+
+        // 410 Gone disables the endpoint; nothing more is sent to it.
+        receiver.answer(&[410]);
+        let before = receiver.received().len();
+        app.create_stripe_connection(&tenant.key, "dave", "sk_test_three")
+            .await;
+        receiver.wait_for(before + 1, 5).await;
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        assert_eq!(receiver.received().len(), before + 1, "sent after 410");
+        let listed = app
+            .ok(
+                &tenant.key,
+                "{ webhooks { id enabled disabledReason } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(listed["webhooks"][0]["enabled"], false);
+        assert!(
+            listed["webhooks"][0]["disabledReason"]
+                .as_str()
+                .unwrap()
+                .contains("410")
+        );
+        // Another application cannot see or touch it.
+        let other = app.create_tenant("other").await;
+        let (_, body) = app
+            .graphql(
+                &other.key,
+                "mutation($w: ID!) { deleteWebhook(id: $w) { id } }",
+                json!({ "w": webhook }),
+            )
+            .await;
+        assert_eq!(first_code(&body), "NOT_FOUND");
+        receiver.stop().await;
+        let _ = fake;
+    }
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_urls_must_be_public_https() {
+    let app = TestApp::new(Backend::Sqlite).await.unwrap();
+    let tenant = app.create_tenant("acme").await;
+    for url in [
+        "http://example.com/hook",
+        "https://127.0.0.1/hook",
+        "https://10.0.0.1/x",
+        "https://169.254.169.254/latest",
+        "https://localhost/x",
+        "https://[::1]/x",
+        "https://user:pw@example.com/x",
+        "not a url",
+        "ftp://example.com",
+    ] {
+        let (_, body) = app
+            .graphql(
+                &tenant.key,
+                "mutation($u: String!) { createWebhook(input: {url: $u}) { secret } }",
+                json!({ "u": url }),
+            )
+            .await;
+        assert_eq!(first_code(&body), "BAD_USER_INPUT", "{url}");
+    }
+    // A name that resolves to a private address (this machine's own name, where it does).
+    let own = std::fs::read_to_string("/etc/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    if tokio::net::lookup_host((own.as_str(), 443))
+        .await
+        .is_ok_and(|mut a| a.all(|a| a.ip().is_loopback()))
+    {
+        let (_, body) = app
+            .graphql(
+                &tenant.key,
+                "mutation($u: String!) { createWebhook(input: {url: $u}) { secret } }",
+                json!({ "u": format!("https://{own}/hook") }),
+            )
+            .await;
+        assert_eq!(first_code(&body), "BAD_USER_INPUT");
+    }
+    let (_, body) = app.graphql(&tenant.key, "mutation { createWebhook(input: {url: \"https://hooks.example.com/k\", eventTypes: [\"connection.exploded\"]}) { secret } }", json!({})).await;
+    assert_eq!(first_code(&body), "BAD_USER_INPUT");
+    app.ok(&tenant.key, "mutation { createWebhook(input: {url: \"https://hooks.example.com/k\", eventTypes: [\"connection.created\"]}) { secret } }", json!({})).await;
+    app.stop().await;
+}
+
+/// The server is killed with SIGKILL right after a connection is created; the webhook is
+/// delivered once it runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_survives_sigkill() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let receiver_port = free_port();
+    let receiver_addr = format!("127.0.0.1:{receiver_port}");
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_keyway"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("KEYWAY_DATA_DIR", dir.path())
+            .env("KEYWAY_ALLOWED_PRIVATE_HOSTS", &receiver_addr)
+            .env("KEYWAY_WEBHOOK_RETRY_SCHEDULE", "0,1,1,1,1,1,1,1,1,1")
+            .env("KEYWAY_LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut server = start();
+    wait_ready(&client, &base).await;
+    let operator = String::from_utf8(
+        Command::new(env!("CARGO_BIN_EXE_keyway"))
+            .args(["admin", "token", "--label", "t"])
+            .env("KEYWAY_DATA_DIR", dir.path())
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_owned();
+    let gql = |token: String, query: String| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            client
+                .post(format!("{base}/graphql"))
+                .bearer_auth(token)
+                .json(&json!({ "query": query }))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let app = gql(
+        operator.clone(),
+        "mutation { createApplication(input: {name: \"a\"}) { id } }".into(),
+    )
+    .await;
+    let app_id = app["data"]["createApplication"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = gql(operator, format!("mutation {{ createApiKey(input: {{applicationId: \"{app_id}\", label: \"k\"}}) {{ secret }} }}")).await;
+    let key = key["data"]["createApiKey"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    gql(
+        key.clone(),
+        "mutation { createIntegration(input: {serviceId: \"stripe\"}) { id } }".into(),
+    )
+    .await;
+    let hook = gql(key.clone(), format!("mutation {{ createWebhook(input: {{url: \"http://{receiver_addr}/hook\", eventTypes: [\"connection.created\"]}}) {{ secret }} }}")).await;
+    assert!(
+        hook["data"]["createWebhook"]["secret"].is_string(),
+        "{hook}"
+    );
+    let created = gql(key, "mutation { createConnection(input: {consumerId: \"c\", serviceId: \"stripe\", credentials: {fields: {api_key: \"sk_test_x\"}}}) { id } }".into()).await;
+    assert!(
+        created["data"]["createConnection"]["id"].is_string(),
+        "{created}"
+    );
+    server.kill().unwrap(); // SIGKILL
+    server.wait().unwrap();
+
+    let receiver = Receiver::start_on(&receiver_addr).await;
+    let mut server = start();
+    wait_ready(&client, &base).await;
+    let got = receiver.wait_for(1, 20).await;
+    assert_eq!(got.len(), 1, "the webhook was lost");
+    assert_eq!(got[0].json()["type"], "connection.created");
+    server.kill().unwrap();
+    server.wait().unwrap();
+    receiver.stop().await;
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str) {
+    for _ in 0..500 {
+        if client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the server did not start");
+}
