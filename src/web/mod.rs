@@ -24,8 +24,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::get().to(oauth::authorize),
         )
         .route("/connect/{integration_id}", web::get().to(oauth::connect))
-        .route("/proxy/{connection_id}/{path:.*}", web::to(proxy::proxy))
-        .route("/proxy/{connection_id}", web::to(proxy::proxy))
+        // A scope (a plain prefix test) rather than a `{path:.*}` pattern: the proxy parses
+        // its own path, and routing by regular expression costs the hot path.
+        .service(web::scope("/proxy").default_service(web::to(proxy::proxy)))
         .service(
             web::scope("/demo-provider")
                 .route("/authorize", web::get().to(demo_provider::consent))

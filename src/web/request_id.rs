@@ -27,7 +27,7 @@ pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let id = incoming_id(&req).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let id = incoming_id(&req).unwrap_or_else(new_id);
     actix_web::HttpMessage::extensions_mut(&req).insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", request_id = %id);
     let started = Instant::now();
@@ -52,6 +52,17 @@ pub async fn middleware(
             .insert(HeaderName::from_static(HEADER), value);
     }
     Ok(response)
+}
+
+/// A process-unique id: a random prefix drawn once, then a counter (no random draw, which is
+/// a system call, per request).
+fn new_id() -> String {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(rand::random::<u64>);
+    format!("{prefix:016x}{:016x}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// A caller's own id is kept when it is short and plain, so traces join up across services.

@@ -129,6 +129,7 @@ pub async fn forward(
         body,
     } = call;
     let outbound = headers::outbound(&headers, &target.provider);
+    let http = crate::upstream::per_thread(deps.config)?;
     let (body, replay) = match body {
         CallBody::Empty => (
             reqwest::Body::from(bytes::Bytes::new()),
@@ -145,8 +146,7 @@ pub async fn forward(
             Credential::Header(..) => query.clone(),
         };
         let url = url::join(&target.base, &path, query.as_deref())?;
-        let mut builder = deps
-            .http
+        let mut builder = http
             .request(method.clone(), url)
             .headers(outbound.clone())
             .body(body);
