@@ -12,7 +12,10 @@ mod ws;
 use actix_web::{HttpResponse, web};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(home::home))
+    // First, and a scope (a plain prefix test) rather than a `{path:.*}` pattern: the proxy
+    // parses its own path, and routing by regular expression costs the hot path.
+    cfg.service(web::scope("/proxy").default_service(web::to(proxy::proxy)))
+        .route("/", web::get().to(home::home))
         .route("/graphql", web::post().to(graphql::post))
         .route("/graphql", web::get().to(graphql::graphiql))
         .route("/graphql/ws", web::get().to(ws::upgrade))
@@ -24,9 +27,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::get().to(oauth::authorize),
         )
         .route("/connect/{integration_id}", web::get().to(oauth::connect))
-        // A scope (a plain prefix test) rather than a `{path:.*}` pattern: the proxy parses
-        // its own path, and routing by regular expression costs the hot path.
-        .service(web::scope("/proxy").default_service(web::to(proxy::proxy)))
         .service(
             web::scope("/demo-provider")
                 .route("/authorize", web::get().to(demo_provider::consent))

@@ -154,36 +154,17 @@ impl RequestLogWriter {
         }
     }
 
-    /// Forever: insert what is queued, a batch at a time; delete rows past retention hourly.
+    /// Forever: every 100 ms, insert what is queued, in batches; delete rows past retention
+    /// hourly. The queue is drained on a timer, never awaited: a call that queues an entry
+    /// wakes no task (no cross-thread wake-up on the request path).
     pub async fn run(&self, db: DatabaseConnection, retention_days: u64) {
         let mut last_purge = std::time::Instant::now() - Duration::from_secs(3600);
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            // The queue is only held while draining, never while idle, so `flush` (shutdown)
-            // waits at most for one batch being written.
-            let written = {
-                let mut pending = self.pending.lock().await;
-                let mut batch = Vec::with_capacity(BATCH);
-                let waited = tokio::time::timeout(
-                    Duration::from_millis(250),
-                    pending.recv_many(&mut batch, BATCH),
-                )
-                .await;
-                match waited {
-                    Ok(0) => return,
-                    Ok(_) => Some(insert(&db, batch).await),
-                    Err(_) => None,
-                }
-            };
-            match written {
-                Some(Err(err)) => {
-                    err.log();
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Some(Ok(())) => {
-                    // Let entries gather into the next batch rather than inserting one by one.
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                None => tokio::task::yield_now().await,
+            tick.tick().await;
+            if let Err(err) = self.flush(&db).await {
+                err.log();
             }
             if last_purge.elapsed() > Duration::from_secs(3600) {
                 last_purge = std::time::Instant::now();
