@@ -77,7 +77,7 @@ pub async fn upgrade(
         init_received: false,
         operations: HashMap::new(),
     };
-    actix_web::rt::spawn(connection.run(stream));
+    actix_web::rt::spawn(Box::pin(connection.run(stream)));
     response
 }
 
@@ -118,7 +118,9 @@ impl Connection {
             tokio::select! {
                 message = stream.next() => match message {
                     Some(Ok(AggregatedMessage::Text(text))) => {
-                        if let Err(close) = self.handle(&text, &out_tx).await {
+                        // Boxed: handling (authentication, parsing) is rare and its future
+                        // large; an idle connection should hold only what it waits on.
+                        if let Err(close) = Box::pin(self.handle(&text, &out_tx)).await {
                             break Some(close);
                         }
                     }

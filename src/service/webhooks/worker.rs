@@ -12,8 +12,8 @@ use entity::webhook_delivery::{ActiveModel, Column, Entity, Model};
 use entity::webhook_endpoint;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -44,20 +44,44 @@ enum Outcome {
 }
 
 impl WebhookWorker {
-    /// Forever: every 100 ms, send what is due.
+    /// Forever: send what is due, a batch at a time (at once again after a full batch,
+    /// otherwise after 100 ms). Claims and outcomes are written one transaction per batch.
     pub async fn run(self) {
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
-            match self.claim_due().await {
+            let full = match self.claim_due().await {
                 Ok(claimed) => {
-                    futures_util::future::join_all(claimed.into_iter().map(|d| self.deliver(d)))
-                        .await;
+                    let full = claimed.len() as u64 == BATCH;
+                    let outcomes = futures_util::future::join_all(
+                        claimed.into_iter().map(|d| self.deliver(d)),
+                    )
+                    .await;
+                    if let Err(err) = self.record_all(outcomes).await {
+                        // The claims lapse and the attempts are made again: at least once.
+                        err.log();
+                    }
+                    full
                 }
-                Err(err) => err.log(),
+                Err(err) => {
+                    err.log();
+                    false
+                }
+            };
+            if !full {
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+    }
+
+    async fn record_all(&self, outcomes: Vec<(Model, i32, Outcome)>) -> Result<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin().await?;
+        for (delivery, attempt, outcome) in outcomes {
+            record(&txn, &self.config, delivery, attempt, outcome).await?;
+        }
+        txn.commit().await?;
+        Ok(())
     }
 
     async fn claim_due(&self) -> Result<Vec<Model>> {
@@ -78,25 +102,34 @@ impl WebhookWorker {
             .into_tuple()
             .all(&self.db)
             .await?;
-        let mut claimed = Vec::with_capacity(due.len());
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One conditional update per row (another replica may claim some first), in one
+        // transaction.
+        let txn = self.db.begin().await?;
+        let mut taken = Vec::with_capacity(due.len());
         for id in due {
-            let taken = Entity::update_many()
+            let claimed = Entity::update_many()
                 .col_expr(Column::LockedUntil, Expr::value(now + CLAIM))
                 .filter(Column::Id.eq(id))
                 .filter(Column::Status.eq(PENDING))
                 .filter(free())
-                .exec(&self.db)
+                .exec(&txn)
                 .await?;
-            if taken.rows_affected == 1
-                && let Some(row) = Entity::find_by_id(id).one(&self.db).await?
-            {
-                claimed.push(row);
+            if claimed.rows_affected == 1 {
+                taken.push(id);
             }
         }
+        let claimed = Entity::find()
+            .filter(Column::Id.is_in(taken))
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
         Ok(claimed)
     }
 
-    async fn deliver(&self, delivery: Model) {
+    async fn deliver(&self, delivery: Model) -> (Model, i32, Outcome) {
         let attempt = delivery.attempts + 1;
         let outcome = match self.attempt(&delivery, attempt).await {
             Ok(outcome) => outcome,
@@ -105,10 +138,7 @@ impl WebhookWorker {
                 Outcome::Failed(None, "the delivery could not be prepared".into())
             }
         };
-        if let Err(err) = self.record(delivery, attempt, outcome).await {
-            // The claim lapses and the attempt is made again: at least once.
-            err.log();
-        }
+        (delivery, attempt, outcome)
     }
 
     async fn attempt(&self, delivery: &Model, attempt: i32) -> Result<Outcome> {
@@ -174,62 +204,68 @@ impl WebhookWorker {
             }
         })
     }
+}
 
-    async fn record(&self, delivery: Model, attempt: i32, outcome: Outcome) -> Result<()> {
-        let endpoint_id = delivery.endpoint_id;
-        let mut row: ActiveModel = delivery.into();
-        let now = Utc::now();
-        row.attempts = Set(attempt);
-        row.last_attempt_at = Set(Some(now));
-        row.locked_until = Set(None);
-        match outcome {
-            Outcome::Delivered(status) => {
-                row.status = Set(SUCCEEDED.to_owned());
-                row.last_status_code = Set(Some(i32::from(status)));
-                row.last_error = Set(None);
-                row.next_attempt_at = Set(None);
-            }
-            Outcome::Gone => {
-                row.status = Set(FAILED.to_owned());
-                row.last_status_code = Set(Some(410));
-                row.last_error = Set(Some("410 Gone: the endpoint was disabled".into()));
-                row.next_attempt_at = Set(None);
-                webhook_endpoint::Entity::update_many()
-                    .col_expr(webhook_endpoint::Column::Enabled, Expr::value(false))
-                    .col_expr(
-                        webhook_endpoint::Column::DisabledReason,
-                        Expr::value("the endpoint answered 410 Gone"),
-                    )
-                    .col_expr(webhook_endpoint::Column::UpdatedAt, Expr::value(now))
-                    .filter(webhook_endpoint::Column::Id.eq(endpoint_id))
-                    .exec(&self.db)
-                    .await?;
-                tracing::warn!(webhook = %endpoint_id, "endpoint answered 410: disabled");
-            }
-            Outcome::Failed(status, why) => {
-                row.last_status_code = Set(status.map(i32::from));
-                row.last_error = Set(Some(why));
-                match self.next_delay(attempt) {
-                    Some(delay) => {
-                        row.status = Set(PENDING.to_owned());
-                        row.next_attempt_at = Set(Some(now + delay));
-                    }
-                    None => {
-                        row.status = Set(FAILED.to_owned());
-                        row.next_attempt_at = Set(None);
-                    }
+async fn record<C: ConnectionTrait>(
+    db: &C,
+    config: &Config,
+    delivery: Model,
+    attempt: i32,
+    outcome: Outcome,
+) -> Result<()> {
+    let endpoint_id = delivery.endpoint_id;
+    let mut row: ActiveModel = delivery.into();
+    let now = Utc::now();
+    row.attempts = Set(attempt);
+    row.last_attempt_at = Set(Some(now));
+    row.locked_until = Set(None);
+    match outcome {
+        Outcome::Delivered(status) => {
+            row.status = Set(SUCCEEDED.to_owned());
+            row.last_status_code = Set(Some(i32::from(status)));
+            row.last_error = Set(None);
+            row.next_attempt_at = Set(None);
+        }
+        Outcome::Gone => {
+            row.status = Set(FAILED.to_owned());
+            row.last_status_code = Set(Some(410));
+            row.last_error = Set(Some("410 Gone: the endpoint was disabled".into()));
+            row.next_attempt_at = Set(None);
+            webhook_endpoint::Entity::update_many()
+                .col_expr(webhook_endpoint::Column::Enabled, Expr::value(false))
+                .col_expr(
+                    webhook_endpoint::Column::DisabledReason,
+                    Expr::value("the endpoint answered 410 Gone"),
+                )
+                .col_expr(webhook_endpoint::Column::UpdatedAt, Expr::value(now))
+                .filter(webhook_endpoint::Column::Id.eq(endpoint_id))
+                .exec(db)
+                .await?;
+            tracing::warn!(webhook = %endpoint_id, "endpoint answered 410: disabled");
+        }
+        Outcome::Failed(status, why) => {
+            row.last_status_code = Set(status.map(i32::from));
+            row.last_error = Set(Some(why));
+            match next_delay(config, attempt) {
+                Some(delay) => {
+                    row.status = Set(PENDING.to_owned());
+                    row.next_attempt_at = Set(Some(now + delay));
+                }
+                None => {
+                    row.status = Set(FAILED.to_owned());
+                    row.next_attempt_at = Set(None);
                 }
             }
         }
-        row.update(&self.db).await?;
-        Ok(())
     }
+    row.update(db).await?;
+    Ok(())
+}
 
-    /// The wait after attempt `attempt` failed, with ±10% jitter; `None` when it was the last.
-    fn next_delay(&self, attempt: i32) -> Option<chrono::Duration> {
-        let delays = self.config.webhook_retry_delays()?;
-        let base = *delays.get(usize::try_from(attempt).ok()?)?;
-        let jitter = 0.9 + (rand::random::<u32>() % 2001) as f64 / 10_000.0;
-        chrono::Duration::from_std(base.mul_f64(jitter)).ok()
-    }
+/// The wait after attempt `attempt` failed, with ±10% jitter; `None` when it was the last.
+fn next_delay(config: &Config, attempt: i32) -> Option<chrono::Duration> {
+    let delays = config.webhook_retry_delays()?;
+    let base = *delays.get(usize::try_from(attempt).ok()?)?;
+    let jitter = 0.9 + (rand::random::<u32>() % 2001) as f64 / 10_000.0;
+    chrono::Duration::from_std(base.mul_f64(jitter)).ok()
 }

@@ -1,0 +1,113 @@
+//! Opens N graphql-transport-ws subscriptions to a running Keyway, then creates connections
+//! one at a time and measures, for every event, the time from the mutation's answer to each
+//! subscriber's receipt (fan-out latency). Prints the server's RSS with all subscriptions
+//! open (from /proc), and p50 / p99 / max of the latencies. Used by `bench/events.sh`.
+//!
+//!   subscribers <base http url> <secret key> <server pid> <subscribers> <events>
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio::sync::Mutex;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+#[tokio::main]
+async fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let args: Vec<String> = std::env::args().collect();
+    let (base, key, pid) = (args[1].clone(), args[2].clone(), args[3].clone());
+    let count: usize = args[4].parse().unwrap();
+    let events: usize = args[5].parse().unwrap();
+    let ws_url = format!("{}/graphql/ws", base.replace("http://", "ws://"));
+    let received: Arc<Mutex<Vec<(usize, Instant)>>> = Arc::default();
+    let mut ready = Vec::new();
+    let started = Instant::now();
+    for n in 0..count {
+        let mut request = ws_url.clone().into_client_request().unwrap();
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            "graphql-transport-ws".parse().unwrap(),
+        );
+        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        socket
+            .send(Message::text(
+                json!({ "type": "connection_init", "payload": { "authorization": key } })
+                    .to_string(),
+            ))
+            .await
+            .unwrap();
+        socket.next().await.unwrap().unwrap();
+        socket
+            .send(Message::text(json!({ "id": "1", "type": "subscribe", "payload": { "query": "subscription { connectionEvents(filter: {types: [\"connection.created\"]}) { consumerId } }" } }).to_string()))
+            .await
+            .unwrap();
+        let received = received.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        ready.push(rx);
+        tokio::spawn(async move {
+            let _ = tx.send(());
+            while let Some(Ok(message)) = socket.next().await {
+                if let Message::Text(text) = message {
+                    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+                    let consumer = value["payload"]["data"]["connectionEvents"]["consumerId"]
+                        .as_str()
+                        .and_then(|c| c.strip_prefix("sub-bench-"))
+                        .and_then(|c| c.parse().ok());
+                    if let Some(event) = consumer {
+                        received.lock().await.push((event, Instant::now()));
+                    }
+                }
+            }
+            let _ = n;
+        });
+    }
+    for rx in ready {
+        rx.await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("VmRSS"))
+        .unwrap()
+        .to_owned();
+    println!(
+        "subscriptions open: {count} in {:.1} s; server {rss}",
+        started.elapsed().as_secs_f64()
+    );
+
+    let client = reqwest::Client::new();
+    let mut sent = Vec::new();
+    for event in 0..events {
+        let body = json!({ "query": format!("mutation {{ createConnection(input: {{consumerId: \"sub-bench-{event}\", serviceId: \"stripe\", credentials: {{fields: {{api_key: \"sk_test_bench\"}}}}}}) {{ id }} }}") });
+        let response = client
+            .post(format!("{base}/graphql"))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+        sent.push(Instant::now());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let received = received.lock().await;
+    let mut latencies: Vec<f64> = received
+        .iter()
+        .map(|(event, at)| at.saturating_duration_since(sent[*event]).as_secs_f64() * 1000.0)
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let pick = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
+    println!(
+        "fan-out: {} of {} deliveries; latency after commit p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        latencies.len(),
+        count * events,
+        pick(0.5),
+        pick(0.99),
+        pick(1.0)
+    );
+}
