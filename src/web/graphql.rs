@@ -6,7 +6,7 @@
 //! any resolver touches the database.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, web};
 use async_graphql::http::GraphiQLSource;
 use async_graphql::{BatchRequest, BatchResponse, Request, Response};
@@ -15,7 +15,6 @@ use futures_util::StreamExt;
 use std::time::Instant;
 
 use crate::auth::Principal;
-use crate::auth::bearer::{authenticate, bearer_token};
 use crate::error::Error;
 use crate::graphql::context::{LogTags, RequestInfo};
 use crate::graphql::{KeywaySchema, MAX_BATCH};
@@ -32,14 +31,7 @@ pub async fn post(
     payload: web::Payload,
 ) -> HttpResponse {
     let started = Instant::now();
-    let header = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|h| h.to_str().ok());
-    let principal = match bearer_token(header) {
-        Some(token) => authenticate(&state.db, &state.last_used, &state.principals, token).await,
-        None => Err(Error::Unauthenticated),
-    };
+    let principal = super::authenticate_request(&state, &req).await;
     let principal = match principal {
         Ok(p) => p,
         Err(err) => return error_response(&err, err.status()),

@@ -39,6 +39,24 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(not_found));
 }
 
+/// The principal of a request's `Authorization: Bearer …` header (401 when absent or wrong).
+async fn authenticate_request(
+    state: &crate::state::AppState,
+    req: &actix_web::HttpRequest,
+) -> crate::error::Result<crate::auth::Principal> {
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok());
+    match crate::auth::bearer::bearer_token(header) {
+        Some(token) => {
+            crate::auth::bearer::authenticate(&state.db, &state.last_used, &state.principals, token)
+                .await
+        }
+        None => Err(crate::error::Error::Unauthenticated),
+    }
+}
+
 async fn not_found() -> HttpResponse {
     HttpResponse::NotFound()
         .json(serde_json::json!({ "error": { "code": "NOT_FOUND", "message": "no such route" } }))

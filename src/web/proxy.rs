@@ -8,13 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::AUTHORIZATION;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use uuid::Uuid;
 
-use crate::auth::bearer::{authenticate, bearer_token};
 use crate::error::{Error, Result};
 use crate::ids::{self, NodeType};
 use crate::service::proxy::{self, CallBody, Forwarded, ProxyCall};
@@ -39,14 +37,7 @@ pub async fn proxy(
     payload: web::Payload,
 ) -> HttpResponse {
     let started = Instant::now();
-    let header = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|h| h.to_str().ok());
-    let principal = match bearer_token(header) {
-        Some(token) => authenticate(&state.db, &state.last_used, &state.principals, token).await,
-        None => Err(Error::Unauthenticated),
-    };
+    let principal = super::authenticate_request(&state, &req).await;
     let scope = match principal.and_then(|p| p.require_secret_key("only a secret key may proxy")) {
         Ok(scope) => scope,
         Err(err) => return err.to_http(),
