@@ -535,3 +535,66 @@ async fn wait_ready(client: &reqwest::Client, base: &str) {
     }
     panic!("the server did not start");
 }
+
+/// Two replicas on one PostgreSQL: a subscriber on B sees what A commits, and a key revoked
+/// on A stops working on B (whose proven-key cache hears of it through the same channel).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_and_revocations_reach_every_replica() {
+    if std::env::var("KEYWAY_TEST_DATABASE_URL").is_err() {
+        return;
+    }
+    let master = || Some(keyway::crypto::Secret::new("42".repeat(32)));
+    let a = TestApp::with_config(Backend::Postgres, |c| c.master_key = master())
+        .await
+        .unwrap();
+    let url = a.database_url().unwrap();
+    let b = TestApp::with_config(Backend::Sqlite, |c| {
+        c.database_url = Some(keyway::crypto::Secret::new(url));
+        c.master_key = master();
+    })
+    .await
+    .unwrap();
+    let tenant = a.create_tenant("acme").await;
+    a.create_integration(&tenant.key, "stripe").await;
+    let mut on_b = subscribed(&b, &tenant.key, json!({})).await;
+    a.create_stripe_connection(&tenant.key, "zoe", "sk_test_replica")
+        .await;
+    let first = next(&mut on_b, 5)
+        .await
+        .expect("no event on the other replica");
+    assert_eq!(
+        first["payload"]["data"]["connectionEvents"]["type"],
+        "connection.created"
+    );
+    assert_eq!(
+        first["payload"]["data"]["connectionEvents"]["consumerId"],
+        "zoe"
+    );
+
+    // B has proven the key (and cached it); A revokes it.
+    b.ok(&tenant.key, "{ viewer { kind } }", json!({})).await;
+    a.ok(
+        &a.operator,
+        "mutation($id: ID!) { revokeApiKey(id: $id) { id } }",
+        json!({ "id": tenant.key_id }),
+    )
+    .await;
+    let mut status = 0;
+    for _ in 0..50 {
+        status = b
+            .graphql(&tenant.key, "{ viewer { kind } }", json!({}))
+            .await
+            .0
+            .as_u16();
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        status, 401,
+        "the revoked key still works on the other replica"
+    );
+    b.stop().await;
+    a.stop().await;
+}
