@@ -54,6 +54,16 @@ async fn avoid_minute_boundary() {
     }
 }
 
+/// `GET /proxy/{id}{rest}` with the key.
+async fn raw_get(app: &TestApp, key: &str, id: &str, rest: &str) -> reqwest::Response {
+    app.client
+        .get(raw_url(app, id, rest))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+}
+
 fn raw_url(app: &TestApp, id: &str, rest: &str) -> String {
     format!("{}/proxy/{id}{rest}", app.base)
 }
@@ -143,13 +153,7 @@ proxy_test!(
         let uuid = keyway::ids::decode(&async_graphql::ID(id.clone()))
             .unwrap()
             .1;
-        let by_uuid = app
-            .client
-            .get(raw_url(&app, &uuid.to_string(), "/me"))
-            .bearer_auth(&tenant.key)
-            .send()
-            .await
-            .unwrap();
+        let by_uuid = raw_get(&app, &tenant.key, &uuid.to_string(), "/me").await;
         assert_eq!(by_uuid.status(), StatusCode::OK);
 
         // Without a secret key: 401, and nothing reaches the provider.
@@ -406,13 +410,7 @@ proxy_test!(
     a_429_is_passed_back_with_retry_after,
     |_| {},
     |app, fake, tenant, id| async {
-        let response = app
-            .client
-            .get(raw_url(&app, &id, "/limited"))
-            .bearer_auth(&tenant.key)
-            .send()
-            .await
-            .unwrap();
+        let response = raw_get(&app, &tenant.key, &id, "/limited").await;
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()["retry-after"], "7");
         let body = proxy(
@@ -479,21 +477,9 @@ proxy_test!(
             .unwrap();
         assert_eq!(streamed.status(), StatusCode::PAYLOAD_TOO_LARGE);
         // A large answer streams back; one past the limit is refused (502) or cut off.
-        let response = app
-            .client
-            .get(raw_url(&app, &id, "/big?bytes=290000"))
-            .bearer_auth(&tenant.key)
-            .send()
-            .await
-            .unwrap();
+        let response = raw_get(&app, &tenant.key, &id, "/big?bytes=290000").await;
         assert_eq!(response.bytes().await.unwrap().len(), 290_000);
-        let response = app
-            .client
-            .get(raw_url(&app, &id, "/big?bytes=400000"))
-            .bearer_auth(&tenant.key)
-            .send()
-            .await
-            .unwrap();
+        let response = raw_get(&app, &tenant.key, &id, "/big?bytes=400000").await;
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
         let body = proxy(&app, &tenant.key, json!({ "connectionId": id, "path": "/big", "query": [{"name": "bytes", "value": "400000"}] })).await;
         assert_eq!(first_code(&body), "UPSTREAM_ERROR");
@@ -665,12 +651,7 @@ proxy_test!(
     |_| {},
     |app, fake, tenant, id| async {
         proxy(&app, &tenant.key, json!({ "connectionId": id, "path": "/contacts", "query": [{"name": "token", "value": "q-secret"}] })).await;
-        app.client
-            .get(raw_url(&app, &id, "/limited?api_key=q-secret-2"))
-            .bearer_auth(&tenant.key)
-            .send()
-            .await
-            .unwrap();
+        raw_get(&app, &tenant.key, &id, "/limited?api_key=q-secret-2").await;
         let creds = app
             .ok(&tenant.key, "query($id: ID!) { connectionCredentials(id: $id, includeRefreshToken: true) { accessToken refreshToken } }", json!({ "id": id }))
             .await;
@@ -783,25 +764,13 @@ proxy_test!(
         app.ok(&app.operator, "mutation($id: ID!) { updateApplication(id: $id, input: {requestsPerMinute: 4}) { id } }", json!({ "id": tenant.id })).await;
         let mut statuses = Vec::new();
         for _ in 0..3 {
-            let response = app
-                .client
-                .get(raw_url(&app, &id, "/me"))
-                .bearer_auth(&tenant.key)
-                .send()
-                .await
-                .unwrap();
+            let response = raw_get(&app, &tenant.key, &id, "/me").await;
             statuses.push(response.status().as_u16());
         }
         assert_eq!(statuses, [200, 200, 200]);
         // The fourth call of the minute is a GraphQL request: it fits; the fifth does not.
         app.ok(&tenant.key, "{ viewer { kind } }", json!({})).await;
-        let refused = app
-            .client
-            .get(raw_url(&app, &id, "/me"))
-            .bearer_auth(&tenant.key)
-            .send()
-            .await
-            .unwrap();
+        let refused = raw_get(&app, &tenant.key, &id, "/me").await;
         assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
         let retry: u64 = refused.headers()["retry-after"]
             .to_str()
