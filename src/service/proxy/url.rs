@@ -23,6 +23,9 @@ pub fn base_url(template_text: &str, settings: &BTreeMap<String, String>) -> Res
             "setting {name} cannot be used in the provider's URL"
         ))
     };
+    // The values as filled in: a whole origin loses its trailing slash, so that
+    // `{instance_url}/services` never becomes `https://host//services`.
+    let mut values = settings.clone();
     for name in template::placeholders(template_text) {
         let Some(value) = settings.get(name).filter(|v| !v.is_empty()) else {
             return Err(Error::Conflict(format!(
@@ -39,6 +42,7 @@ pub fn base_url(template_text: &str, settings: &BTreeMap<String, String>) -> Res
             if !matches!(origin.scheme(), "https" | "http") || !bare {
                 return Err(refuse(name));
             }
+            values.insert(name.to_owned(), value.trim_end_matches('/').to_owned());
         } else if value == "."
             || value == ".."
             || !value
@@ -48,12 +52,7 @@ pub fn base_url(template_text: &str, settings: &BTreeMap<String, String>) -> Res
             return Err(refuse(name));
         }
     }
-    let filled = template::render(template_text, settings).map_err(Error::Conflict)?;
-    // `{instance_url}/services` with a trailing slash in the value gives `//services`.
-    let filled = filled
-        .replacen("//", "\u{0}", 1)
-        .replace("//", "/")
-        .replace('\u{0}', "//");
+    let filled = template::render(template_text, &values).map_err(Error::Conflict)?;
     let mut url = Url::parse(&filled)
         .map_err(|_| Error::Conflict("the provider's base URL is not valid".into()))?;
     url.set_query(None);
