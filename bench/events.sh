@@ -8,6 +8,7 @@
 #    answering 200), timed until every delivery succeeded.
 #
 #   bench/events.sh        # SUBSCRIBERS=10000 EVENTS=20 WEBHOOKS=1000
+#   CLIENT_WRAP="taskset -c 1" bench/events.sh   # runs the load client under a wrapper (pinned)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUBSCRIBERS=${SUBSCRIBERS:-10000}
@@ -41,7 +42,7 @@ new_store sqlite ""
 gql "$KEY" '{"query":"mutation { createIntegration(input: {serviceId: \"stripe\"}) { id } }"}' >/dev/null
 echo "keyway events benchmark: $(nproc) cores"
 echo "idle server $(grep VmRSS /proc/$SERVER/status)"
-target/release/examples/subscribers "http://127.0.0.1:$PORT" "$KEY" "$SERVER" "$SUBSCRIBERS" "$EVENTS"
+${CLIENT_WRAP:-} target/release/examples/subscribers "http://127.0.0.1:$PORT" "$KEY" "$SERVER" "$SUBSCRIBERS" "$EVENTS"
 stop_server
 start_server
 
