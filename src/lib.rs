@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actix_web::dev::ServerHandle;
-use actix_web::middleware::{Compress, from_fn};
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer};
 use anyhow::Context;
 use tokio::task::JoinHandle;
@@ -156,11 +156,13 @@ impl Server {
         ];
 
         let app_state = state.clone();
+        // One table for all workers: sockets on any worker share an execution.
+        let subscriptions = actix_web::web::Data::new(web::SharedSubscriptions::default());
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(actix_web::web::Data::new(app_state.clone()))
                 .app_data(actix_web::web::Data::new(schema.clone()))
-                .wrap(Compress::default())
+                .app_data(subscriptions.clone())
                 .wrap(from_fn(web::request_id::middleware))
                 .configure(web::routes)
         })

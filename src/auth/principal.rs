@@ -2,7 +2,8 @@
 
 use uuid::Uuid;
 
-#[derive(Clone, Debug)]
+/// `Eq + Hash`: identical principals running the same subscription share one execution.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Principal {
     /// An operator token (`kw_admin_…`): everything, across applications.
     Operator { token_id: Uuid },

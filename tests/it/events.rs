@@ -153,6 +153,99 @@ events_test!(
     }
 );
 
+/// The event type of a socket's next message, checking it is a `next` for operation `id`.
+async fn next_event(socket: &mut Socket, id: &str) -> String {
+    let message = next(socket, 5).await.expect("an event");
+    assert_eq!(message["type"], "next", "{message}");
+    assert_eq!(message["id"], id, "{message}");
+    message["payload"]["data"]["connectionEvents"]["type"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+events_test!(
+    sockets_running_the_same_subscription_share_it_and_leave_it_independently,
+    |_| {},
+    |app, fake, tenant| async {
+        // a and b run the same subscription (one execution); a runs it twice (ids 1 and 2);
+        // c asks for another consumer's events (other variables: its own execution).
+        let mut a = subscribed(&app, &tenant.key, json!({})).await;
+        send(&mut a, json!({ "id": "2", "type": "subscribe", "payload": {
+            "query": "subscription($f: EventFilterInput) { connectionEvents(filter: $f) { eventId type consumerId serviceId connectionId connection } }",
+            "variables": { "f": {} } } })).await;
+        let mut b = subscribed(&app, &tenant.key, json!({})).await;
+        let mut c = subscribed(&app, &tenant.key, json!({ "consumerId": "bob" })).await;
+        let id = connected(&app, &fake, &tenant).await;
+        let mut seen_by_a = Vec::new();
+        for _ in 0..4 {
+            let message = next(&mut a, 5).await.expect("an event");
+            seen_by_a.push((
+                message["id"].as_str().unwrap().to_owned(),
+                message["payload"]["data"]["connectionEvents"]["type"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            ));
+        }
+        seen_by_a.sort();
+        assert_eq!(
+            seen_by_a,
+            [
+                ("1".to_owned(), "connection.callable".to_owned()),
+                ("1".to_owned(), "connection.created".to_owned()),
+                ("2".to_owned(), "connection.callable".to_owned()),
+                ("2".to_owned(), "connection.created".to_owned()),
+            ]
+        );
+        assert_eq!(next_event(&mut b, "1").await, "connection.created");
+        assert_eq!(next_event(&mut b, "1").await, "connection.callable");
+        assert!(
+            next(&mut c, 1).await.is_err(),
+            "bob's subscriber got alice's event"
+        );
+
+        // b leaves; a's operations go on, b hears nothing more.
+        send(&mut b, json!({ "id": "1", "type": "complete" })).await;
+        send(&mut a, json!({ "id": "2", "type": "complete" })).await;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        app.ok(&tenant.key, "mutation($id: ID!) { updateConnection(id: $id, input: {metadata: {plan: \"pro\"}}) { id } }", json!({ "id": id })).await;
+        assert_eq!(next_event(&mut a, "1").await, "connection.updated");
+        assert!(
+            next(&mut a, 1).await.is_err(),
+            "a completed operation still delivers"
+        );
+        assert!(next(&mut b, 1).await.is_err(), "b left but still receives");
+
+        // Everyone leaves; a newcomer with the same subscription starts a fresh execution.
+        send(&mut a, json!({ "id": "1", "type": "complete" })).await;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let mut d = subscribed(&app, &tenant.key, json!({})).await;
+        app.ok(
+            &tenant.key,
+            "mutation($id: ID!) { refreshConnection(id: $id) { id } }",
+            json!({ "id": id }),
+        )
+        .await;
+        assert_eq!(next_event(&mut d, "1").await, "connection.refreshed");
+
+        // A subscription that fails validation answers `error` on every socket that sent it.
+        for socket in [&mut b, &mut c] {
+            send(socket, json!({ "id": "bad", "type": "subscribe", "payload": {
+                "query": "subscription { connectionEvents(filter: {types: [\"nope\"]}) { type } }" } })).await;
+        }
+        for socket in [&mut b, &mut c] {
+            let message = next(socket, 5).await.expect("an answer");
+            assert_eq!(message["id"], "bad", "{message}");
+            assert_eq!(message["type"], "error", "{message}");
+            assert_eq!(
+                message["payload"][0]["extensions"]["code"], "BAD_USER_INPUT",
+                "{message}"
+            );
+        }
+    }
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_protocol_close_codes() {
     let app = TestApp::new(Backend::Sqlite).await.unwrap();

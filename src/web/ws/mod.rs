@@ -8,6 +8,8 @@
 //! Unauthorized; no init within 10 s with 4408; a second init with 4429; a reused operation id
 //! with 4409; anything unparsable with 4400. (Hosted-vault session tokens will join here.)
 
+mod shared;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -18,7 +20,11 @@ use futures_util::StreamExt;
 use futures_util::future::AbortHandle;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
+
+pub use shared::SharedSubscriptions;
+use shared::{Frame, Subscription};
 
 use crate::auth::Principal;
 use crate::auth::bearer::{authenticate, bearer_token};
@@ -34,6 +40,7 @@ const MAX_MESSAGE: usize = 256 * 1024;
 pub async fn upgrade(
     state: web::Data<AppState>,
     schema: web::Data<KeywaySchema>,
+    shared: web::Data<SharedSubscriptions>,
     req: HttpRequest,
     body: web::Payload,
 ) -> HttpResponse {
@@ -70,6 +77,7 @@ pub async fn upgrade(
     let connection = Connection {
         state: state.into_inner(),
         schema: schema.into_inner(),
+        shared: shared.into_inner(),
         session,
         header_token,
         info,
@@ -89,15 +97,10 @@ struct ClientMessage {
     payload: Option<Value>,
 }
 
-/// What operation tasks hand back to the connection.
-enum Outgoing {
-    Message(Value),
-    Finished(String),
-}
-
 struct Connection {
     state: std::sync::Arc<AppState>,
     schema: std::sync::Arc<KeywaySchema>,
+    shared: std::sync::Arc<SharedSubscriptions>,
     session: Session,
     header_token: Option<String>,
     info: RequestInfo,
@@ -111,7 +114,7 @@ struct Close(u16, &'static str);
 
 impl Connection {
     async fn run(mut self, mut stream: actix_ws::AggregatedMessageStream) {
-        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
+        let (finished_tx, mut finished_rx) = mpsc::unbounded_channel::<String>();
         let init_deadline = tokio::time::sleep(INIT_TIMEOUT);
         tokio::pin!(init_deadline);
         let close = loop {
@@ -120,7 +123,7 @@ impl Connection {
                     Some(Ok(AggregatedMessage::Text(text))) => {
                         // Boxed: handling (authentication, parsing) is rare and its future
                         // large; an idle connection should hold only what it waits on.
-                        if let Err(close) = Box::pin(self.handle(&text, &out_tx)).await {
+                        if let Err(close) = Box::pin(self.handle(&text, &finished_tx)).await {
                             break Some(close);
                         }
                     }
@@ -133,16 +136,9 @@ impl Connection {
                     Some(Ok(AggregatedMessage::Binary(_))) => break Some(Close(4400, "Binary messages are not supported")),
                     Some(Ok(AggregatedMessage::Close(_))) | Some(Err(_)) | None => break None,
                 },
-                Some(out) = out_rx.recv() => match out {
-                    Outgoing::Message(message) => {
-                        if self.session.text(message.to_string()).await.is_err() {
-                            break None;
-                        }
-                    }
-                    Outgoing::Finished(id) => {
-                        self.operations.remove(&id);
-                    }
-                },
+                Some(id) = finished_rx.recv() => {
+                    self.operations.remove(&id);
+                }
                 _ = &mut init_deadline, if self.principal.is_none() => {
                     break Some(Close(4408, "Connection initialisation timeout"));
                 }
@@ -161,7 +157,7 @@ impl Connection {
     async fn handle(
         &mut self,
         text: &str,
-        out: &mpsc::UnboundedSender<Outgoing>,
+        finished: &mpsc::UnboundedSender<String>,
     ) -> Result<(), Close> {
         let invalid = || Close(4400, "Invalid message");
         let message: ClientMessage = serde_json::from_str(text).map_err(|_| invalid())?;
@@ -208,16 +204,17 @@ impl Connection {
                 let request: async_graphql::Request =
                     serde_json::from_value(message.payload.ok_or_else(invalid)?)
                         .map_err(|_| invalid())?;
-                let request = request.data(principal).data(self.info.clone());
-                let stream = self.schema.execute_stream(request);
-                let (abortable, handle) =
-                    futures_util::stream::abortable(operation(id.clone(), stream));
+                let subscription =
+                    self.shared
+                        .subscribe(&self.schema, principal, self.info.clone(), request);
+                let (task, handle) = futures_util::future::abortable(forward(
+                    id.clone(),
+                    subscription,
+                    self.session.clone(),
+                    finished.clone(),
+                ));
                 self.operations.insert(id, handle);
-                let out = out.clone();
-                actix_web::rt::spawn(abortable.for_each(move |message| {
-                    let _ = out.send(message);
-                    async {}
-                }));
+                actix_web::rt::spawn(task);
                 Ok(())
             }
             "complete" => {
@@ -236,50 +233,53 @@ impl Connection {
     }
 }
 
-/// One operation's messages: `next` per result and `complete` at the end, or a single `error`
-/// when it failed before executing (parse, validation, permission at subscribe time).
-fn operation(
+/// Writes one operation's frames to its socket: `next` per result, then `complete`; or a
+/// single `error` when it failed before executing. Straight to the session (no hop through
+/// the connection's task). A subscriber too slow to keep up is told so (a `next` with a
+/// `CONFLICT` error) and completed; it resubscribes.
+async fn forward(
     id: String,
-    results: impl futures_util::Stream<Item = async_graphql::Response> + Send + Unpin + 'static,
-) -> impl futures_util::Stream<Item = Outgoing> {
-    futures_util::stream::unfold(
-        (results, id, true, false),
-        |(mut results, id, first, done)| async move {
-            if done {
-                return None;
+    mut subscription: Subscription,
+    mut session: Session,
+    finished: mpsc::UnboundedSender<String>,
+) {
+    let quoted = serde_json::to_string(&id).unwrap_or_default();
+    loop {
+        let (text, last) = match subscription.frames.recv().await {
+            Ok(Frame::Next(payload)) => (
+                format!(r#"{{"id":{quoted},"type":"next","payload":{payload}}}"#),
+                false,
+            ),
+            Ok(Frame::Error(errors)) => (
+                format!(r#"{{"id":{quoted},"type":"error","payload":{errors}}}"#),
+                true,
+            ),
+            Ok(Frame::Complete) | Err(RecvError::Closed) => {
+                (format!(r#"{{"id":{quoted},"type":"complete"}}"#), true)
             }
-            match results.next().await {
-                Some(response)
-                    if first
-                        && response.data == async_graphql::Value::Null
-                        && response.is_err() =>
-                {
-                    let errors = crate::web::graphql::coded_errors(response.errors);
-                    let message = json!({ "id": id, "type": "error", "payload": errors });
-                    Some((
-                        vec![Outgoing::Message(message), Outgoing::Finished(id.clone())],
-                        (results, id, false, true),
-                    ))
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "a subscriber fell behind; ending it");
+                let error = json!({ "id": id, "type": "next", "payload": {
+                    "data": null,
+                    "errors": [{
+                        "message": "the subscriber fell behind and missed events; subscribe again",
+                        "extensions": { "code": "CONFLICT" },
+                    }],
+                }});
+                if session.text(error.to_string()).await.is_err() {
+                    return;
                 }
-                Some(response) => {
-                    let response = crate::web::graphql::with_codes(response);
-                    let message = json!({ "id": id, "type": "next", "payload": response });
-                    Some((
-                        vec![Outgoing::Message(message)],
-                        (results, id, false, false),
-                    ))
-                }
-                None => {
-                    let message = json!({ "id": id, "type": "complete" });
-                    Some((
-                        vec![Outgoing::Message(message), Outgoing::Finished(id.clone())],
-                        (results, id, false, true),
-                    ))
-                }
+                (format!(r#"{{"id":{quoted},"type":"complete"}}"#), true)
             }
-        },
-    )
-    .flat_map(futures_util::stream::iter)
+        };
+        if session.text(text).await.is_err() {
+            return;
+        }
+        if last {
+            let _ = finished.send(id);
+            return;
+        }
+    }
 }
 
 fn token_of(payload: Option<&Value>) -> Option<String> {
