@@ -9,16 +9,30 @@ pub mod proxy;
 pub mod request_id;
 mod ws;
 
+pub use ws::SharedSubscriptions;
+
+use actix_web::middleware::Compress;
 use actix_web::{HttpResponse, web};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     // First, and a scope (a plain prefix test) rather than a `{path:.*}` pattern: the proxy
     // parses its own path, and routing by regular expression costs the hot path.
+    // Neither the proxy (the provider's bytes, passed as they came) nor WebSocket frames are
+    // compressed; everything else may be.
     cfg.service(web::scope("/proxy").default_service(web::to(proxy::proxy)))
-        .route("/", web::get().to(home::home))
+        .route("/graphql/ws", web::get().to(ws::upgrade))
+        .service(
+            web::scope("")
+                .wrap(Compress::default())
+                .configure(compressed),
+        )
+        .default_service(web::to(not_found));
+}
+
+fn compressed(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(home::home))
         .route("/graphql", web::post().to(graphql::post))
         .route("/graphql", web::get().to(graphql::graphiql))
-        .route("/graphql/ws", web::get().to(ws::upgrade))
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/oauth/callback", web::get().to(oauth::callback))
@@ -35,8 +49,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/revoke", web::post().to(demo_provider::revoke))
                 .route("/api/me", web::get().to(demo_provider::me))
                 .route("/api/contacts", web::get().to(demo_provider::contacts)),
-        )
-        .default_service(web::to(not_found));
+        );
 }
 
 /// The principal of a request's `Authorization: Bearer …` header (401 when absent or wrong).
