@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Headline benchmark (issue 5): Keyway's raw proxy against nginx `proxy_pass`, both in front
-# of the same local upstream (nginx answering a fixed JSON body), driven by the same wrk for
+# of the same local upstream (a separate nginx answering a fixed JSON body), driven by the same wrk for
 # the same duration, interleaved in ROUNDS rounds on this machine. Prints every run, then the
 # medians and the ratios: throughput Keyway/nginx and the p50 latency Keyway adds over calling
 # the upstream directly (at CONNECTIONS clients, and unloaded at 1 client). Also the `proxy`
@@ -20,35 +20,51 @@ export KEYWAY_ALLOWED_PRIVATE_HOSTS="127.0.0.1:$UPSTREAM_PORT"
 export KEYWAY_GRAPHQL_RATE_LIMIT_PER_MINUTE=0
 source bench/lib.sh
 
-# nginx: the upstream (a fixed answer) and the reverse proxy in front of it, one process.
-mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx/nginx.conf" <<CONF
+# The upstream (nginx answering a fixed JSON body) and nginx as the reverse proxy in front of
+# it run as two separate nginx instances, as an upstream and its proxy would: in one instance a
+# worker would serve both ends of a proxied call in its own event loop, which no proxy in front
+# of another server can do. (PROXY_SAME_PROCESS=1 puts both in one instance, as before.)
+mkdir -p "$WORK/upstream" "$WORK/nginx"
+upstream_server='
+  server {
+    listen 127.0.0.1:'$UPSTREAM_PORT';
+    default_type application/json;
+    location / { return 200 '"'"'{"data":[{"id":"1","name":"Ada Lovelace","email":"ada@example.com"},{"id":"2","name":"Alan Turing","email":"alan@example.com"}],"next":null}'"'"'; }
+  }'
+nginx_conf() { # dir, servers
+  cat <<CONF
 worker_processes $(nproc);
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
-  client_body_temp_path $WORK/nginx/body;
-  proxy_temp_path $WORK/nginx/proxy;
-  upstream api { server 127.0.0.1:$UPSTREAM_PORT; keepalive 256; }
+  client_body_temp_path $1/body;
+  proxy_temp_path $1/proxy;
+  $2
+}
+CONF
+}
+proxy_server='
+  upstream api { server 127.0.0.1:'$UPSTREAM_PORT'; keepalive 256; }
   server {
-    listen 127.0.0.1:$UPSTREAM_PORT;
-    default_type application/json;
-    location / { return 200 '{"data":[{"id":"1","name":"Ada Lovelace","email":"ada@example.com"},{"id":"2","name":"Alan Turing","email":"alan@example.com"}],"next":null}'; }
-  }
-  server {
-    listen 127.0.0.1:$NGINX_PORT;
+    listen 127.0.0.1:'$NGINX_PORT';
     location / {
       proxy_pass http://api;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
     }
-  }
-}
-CONF
+  }'
+if [ -n "${PROXY_SAME_PROCESS:-}" ]; then
+  nginx_conf "$WORK/nginx" "$upstream_server $proxy_server" >"$WORK/nginx/nginx.conf"
+  : >"$WORK/upstream/nginx.conf"
+else
+  nginx_conf "$WORK/upstream" "$upstream_server" >"$WORK/upstream/nginx.conf"
+  nginx -c "$WORK/upstream/nginx.conf"
+  nginx_conf "$WORK/nginx" "$proxy_server" >"$WORK/nginx/nginx.conf"
+fi
 nginx -c "$WORK/nginx/nginx.conf"
-trap 'nginx -c "$WORK/nginx/nginx.conf" -s stop 2>/dev/null; [ -n "$SERVER" ] && kill $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'for d in nginx upstream; do [ -s "$WORK/$d/nginx.conf" ] && nginx -c "$WORK/$d/nginx.conf" -s stop 2>/dev/null; done; [ -n "$SERVER" ] && kill $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
 
 new_store sqlite ""
 INTEGRATION=$(python3 - "$UPSTREAM_PORT" <<'PY'

@@ -5,6 +5,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use keyway::config::Config;
 
+/// mimalloc: the proxy's hot path allocates and frees small buffers on two threads at a high
+/// rate, where glibc's allocator showed in the profile; it also returns memory sooner.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "keyway",

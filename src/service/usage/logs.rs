@@ -9,7 +9,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use entity::request_log::{ActiveModel, Column, Entity, Model};
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Select, Set, TransactionTrait,
 };
 use tokio::sync::{Mutex, mpsc};
 use uuid::Uuid;
@@ -176,8 +177,11 @@ impl RequestLogWriter {
     }
 
     /// Writes everything queued now (shutdown, tests).
+    /// Inserts what is queued, in one transaction (one commit, so one sync of the SQLite
+    /// WAL, per flush rather than per batch).
     pub async fn flush(&self, db: &DatabaseConnection) -> Result<()> {
         let mut pending = self.pending.lock().await;
+        let mut txn = None;
         loop {
             let mut batch = Vec::with_capacity(BATCH);
             while batch.len() < BATCH {
@@ -187,14 +191,23 @@ impl RequestLogWriter {
                 }
             }
             if batch.is_empty() {
-                return Ok(());
+                break;
             }
-            insert(db, batch).await?;
+            if txn.is_none() {
+                txn = Some(db.begin().await?);
+            }
+            if let Some(txn) = &txn {
+                insert(txn, batch).await?;
+            }
         }
+        if let Some(txn) = txn {
+            txn.commit().await?;
+        }
+        Ok(())
     }
 }
 
-async fn insert(db: &DatabaseConnection, batch: Vec<(DateTime<Utc>, LogEntry)>) -> Result<()> {
+async fn insert(db: &impl ConnectionTrait, batch: Vec<(DateTime<Utc>, LogEntry)>) -> Result<()> {
     let rows = batch.into_iter().map(|(at, entry)| entry.into_row(at));
     Entity::insert_many(rows).exec_without_returning(db).await?;
     Ok(())
