@@ -7,7 +7,8 @@
 # GraphQL mutation. Keyway runs on SQLite with its default settings (request logs, plan
 # counting, credential cache all on).
 #
-#   bench/proxy.sh        # DURATION=10s CONNECTIONS=32 ROUNDS=3
+#   bench/proxy.sh        # DURATION=10s CONNECTIONS=32 ROUNDS=3 
+#   PROFILE='perf record -g -o /tmp/perf.data -p' bench/proxy.sh   # profile the keyway run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONNECTIONS=${CONNECTIONS:-32}
@@ -88,9 +89,26 @@ KEYWAY="http://127.0.0.1:$PORT/proxy/$ID/items"
 curl -sf "$NGINX" >/dev/null
 curl -sf -H "authorization: Bearer $KEY" "$KEYWAY" | grep -q Lovelace || { echo "the Keyway proxy does not answer"; exit 1; }
 
-run_wrk() { # label url clients token body
-  local out
+# CPU time (clock ticks, user + system) used so far by the processes serving a label: the
+# upstream nginx for direct, the proxy nginx for nginx, the server for keyway and mutation.
+cpu_ticks() { # label
+  local pids
+  case $1 in
+    direct) pids="$(cat "$WORK/upstream/nginx.pid" 2>/dev/null || cat "$WORK/nginx/nginx.pid")";;
+    nginx) pids="$(cat "$WORK/nginx/nginx.pid")";;
+    *) pids=$SERVER;;
+  esac
+  pids="$pids $(for p in $pids; do pgrep -P "$p"; done)"
+  for p in $pids; do cut -d' ' -f14,15 "/proc/$p/stat"; done | awk '{t += $1 + $2} END {print t}'
+}
+
+run_wrk() { # label url clients token body; also the serving processes' CPU per request
+  local out before after
+  before=$(cpu_ticks "$1")
   out=$(TOKEN=$4 BODY=${5:-} wrk -t2 -c"$3" -d"$DURATION" -s bench/http.lua "$2" | grep RESULT)
+  after=$(cpu_ticks "$1")
+  out="$out cpu_us=$(python3 -c "import sys; t,n=map(int,sys.argv[1:]); print(round(t*1e6/$(getconf CLK_TCK)/max(n,1),1))" \
+    "$((after - before))" "$(sed 's/.*requests=\([0-9]*\).*/\1/' <<<"$out")")"
   echo "$1 c$3: ${out#RESULT }" | tee -a "$WORK/results"
 }
 
@@ -107,7 +125,11 @@ done
 for round in $(seq "$ROUNDS"); do
   run_wrk direct "$DIRECT" "$CONNECTIONS" ""
   run_wrk nginx "$NGINX" "$CONNECTIONS" ""
+  if [ -n "${PROFILE:-}" ]; then # a command that takes the server's pid, run during the keyway run
+    $PROFILE "$SERVER" 2>/dev/null & PERF=$!
+  fi
   run_wrk keyway "$KEYWAY" "$CONNECTIONS" "$KEY"
+  [ -n "${PROFILE:-}" ] && { kill -INT $PERF; wait $PERF || true; }
   run_wrk1 direct "$DIRECT"
   run_wrk1 nginx "$NGINX"
   run_wrk1 keyway "$KEYWAY" "$KEY"
@@ -125,11 +147,14 @@ for line in open(sys.argv[1]):
     assert fields["errors"] == "0", line
     runs.setdefault((label, int(clients)), []).append({k: float(v) for k, v in fields.items()})
 med = lambda key, field: statistics.median(r[field] for r in runs[key])
-print("\nmedians                 req/s     p50 ms    p99 ms")
+print("\nmedians                 req/s     p50 ms    p99 ms   server CPU us/req")
 for key in sorted(runs, key=lambda k: (-k[1], k[0])):
-    print(f"{key[0]:>9} c{key[1]:<4}  {med(key,'rps'):>10.0f} {med(key,'p50_ms'):>10.3f} {med(key,'p99_ms'):>9.3f}")
+    cpu = f"{med(key,'cpu_us'):>12.1f}" if all('cpu_us' in r for r in runs[key]) else ""
+    print(f"{key[0]:>9} c{key[1]:<4}  {med(key,'rps'):>10.0f} {med(key,'p50_ms'):>10.3f} {med(key,'p99_ms'):>9.3f} {cpu}")
 c = max(k[1] for k in runs if k[0] == "keyway")
 print(f"\nthroughput keyway/nginx at c{c}: {med(('keyway',c),'rps')/med(('nginx',c),'rps'):.2f}  (target >= 0.8)")
+if all('cpu_us' in r for k in (('keyway',c),('nginx',c)) for r in runs[k]):
+    print(f"server CPU per request at c{c}: keyway {med(('keyway',c),'cpu_us'):.1f} us, nginx {med(('nginx',c),'cpu_us'):.1f} us")
 print(f"added p50 over direct at c{c}: keyway {med(('keyway',c),'p50_ms')-med(('direct',c),'p50_ms'):.3f} ms, nginx {med(('nginx',c),'p50_ms')-med(('direct',c),'p50_ms'):.3f} ms")
 print(f"added p50 over direct at c1: keyway {med(('keyway',1),'p50_ms')-med(('direct',1),'p50_ms'):.3f} ms, nginx {med(('nginx',1),'p50_ms')-med(('direct',1),'p50_ms'):.3f} ms  (target < 1 ms)")
 PY

@@ -9,6 +9,7 @@ mod m20261123_000003_oauth_flows;
 mod m20261123_000004_refresh_leases;
 mod m20261123_000005_usage;
 mod m20261123_000006_webhooks;
+mod m20261123_000007_request_logs_purge_by_id;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000004_refresh_leases::Migration),
             Box::new(m20261123_000005_usage::Migration),
             Box::new(m20261123_000006_webhooks::Migration),
+            Box::new(m20261123_000007_request_logs_purge_by_id::Migration),
         ]
     }
 }

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use entity::request_log::{ActiveModel, Column, Entity, Model};
+use entity::request_log::{Column, Entity, Model};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Select, Set, TransactionTrait,
+    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+    TransactionTrait,
 };
 use tokio::sync::{Mutex, mpsc};
 use uuid::Uuid;
@@ -20,8 +20,6 @@ use crate::error::{Error, Result};
 use crate::service::pagination::{Page, PageRequest};
 
 const QUEUE: usize = 50_000;
-const BATCH: usize = 500;
-const ERROR_MESSAGE_MAX: usize = 500;
 
 /// Apideck's `api_style`: which surface a call came through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, async_graphql::Enum)]
@@ -88,43 +86,6 @@ impl LogEntry {
             sandbox: false,
         }
     }
-
-    fn into_row(self, at: DateTime<Utc>) -> ActiveModel {
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        ActiveModel {
-            id: Set(Uuid::now_v7()),
-            application_id: Set(self.application_id),
-            request_id: Set(self.request_id),
-            api_style: Set(self.api_style.as_str().to_owned()),
-            operation: Set(truncate(self.operation, 200)),
-            http_method: Set(self.http_method),
-            path: Set(truncate(self.path, 2000)),
-            base_url: Set(self.base_url),
-            status_code: Set(i32::from(self.status_code)),
-            success: Set((200..400).contains(&self.status_code)),
-            duration_ms: Set(ms(self.duration)),
-            latency_ms: Set(self.latency.map(ms)),
-            service_id: Set(self.service_id),
-            unified_api: Set(self.unified_api),
-            consumer_id: Set(self.consumer_id),
-            connection_id: Set(self.connection_id),
-            source_ip: Set(self.source_ip),
-            error_message: Set(self.error_message.map(|m| truncate(m, ERROR_MESSAGE_MAX))),
-            sandbox: Set(self.sandbox),
-            created_at: Set(at),
-        }
-    }
-}
-
-fn truncate(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-    text
 }
 
 pub struct RequestLogWriter {
@@ -176,47 +137,32 @@ impl RequestLogWriter {
         }
     }
 
-    /// Writes everything queued now (shutdown, tests).
-    /// Inserts what is queued, in one transaction (one commit, so one sync of the SQLite
-    /// WAL, per flush rather than per batch).
+    /// Writes everything queued now (shutdown, tests), in one transaction: one commit, so
+    /// one sync of the SQLite WAL, per flush.
     pub async fn flush(&self, db: &DatabaseConnection) -> Result<()> {
         let mut pending = self.pending.lock().await;
-        let mut txn = None;
-        loop {
-            let mut batch = Vec::with_capacity(BATCH);
-            while batch.len() < BATCH {
-                match pending.try_recv() {
-                    Ok(item) => batch.push(item),
-                    Err(_) => break,
-                }
-            }
-            if batch.is_empty() {
-                break;
-            }
-            if txn.is_none() {
-                txn = Some(db.begin().await?);
-            }
-            if let Some(txn) = &txn {
-                insert(txn, batch).await?;
-            }
+        let mut rows = Vec::with_capacity(pending.len());
+        while let Ok(item) = pending.try_recv() {
+            rows.push(item);
         }
-        if let Some(txn) = txn {
-            txn.commit().await?;
+        if rows.is_empty() {
+            return Ok(());
         }
+        let txn = db.begin().await?;
+        super::log_rows::insert(&txn, rows).await?;
+        txn.commit().await?;
         Ok(())
     }
 }
 
-async fn insert(db: &impl ConnectionTrait, batch: Vec<(DateTime<Utc>, LogEntry)>) -> Result<()> {
-    let rows = batch.into_iter().map(|(at, entry)| entry.into_row(at));
-    Entity::insert_many(rows).exec_without_returning(db).await?;
-    Ok(())
-}
-
+/// Deletes rows older than the retention. Ids are UUIDv7, so the smallest id of the cut-off
+/// millisecond bounds every older row and the primary key does the work.
 async fn purge(db: &DatabaseConnection, retention_days: u64) -> Result<()> {
     let before = Utc::now() - chrono::Duration::days(retention_days as i64);
+    let millis = u64::try_from(before.timestamp_millis()).unwrap_or(0);
+    let first_kept = uuid::Builder::from_unix_timestamp_millis(millis, &[0; 10]).into_uuid();
     Entity::delete_many()
-        .filter(Column::CreatedAt.lt(before))
+        .filter(Column::Id.lt(first_kept))
         .exec(db)
         .await?;
     Ok(())
