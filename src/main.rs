@@ -6,7 +6,9 @@ use clap::{Parser, Subcommand};
 use keyway::config::Config;
 
 /// mimalloc: the proxy's hot path allocates and frees small buffers on two threads at a high
-/// rate, where glibc's allocator showed in the profile; it also returns memory sooner.
+/// rate, where glibc's allocator showed in the profile; it also returns memory sooner. Built
+/// without transparent huge pages (`no_thp`): with THP in `madvise` mode its arenas were backed
+/// by 2 MiB pages, and 10,000 idle subscriptions held 320 MB instead of 220 MB.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
