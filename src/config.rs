@@ -81,6 +81,9 @@ pub struct Config {
     pub webhook_retry_schedule: String,
     /// Timeout of one webhook delivery, in seconds (at most 15).
     pub webhook_timeout_secs: u64,
+    /// SQLite: how often the events outbox is read, in milliseconds, behind the wake-up that
+    /// every commit in this process gives the relay (PostgreSQL uses LISTEN/NOTIFY instead).
+    pub outbox_poll_ms: u64,
     pub log_format: LogFormat,
     /// A `tracing` filter (`info`, `keyway=debug,sea_orm=warn`, …); `RUST_LOG` overrides it.
     pub log_level: String,
@@ -112,6 +115,7 @@ impl Default for Config {
             log_retention_days: 30,
             webhook_retry_schedule: "0,5,300,1800,7200,18000,36000,36000".to_owned(),
             webhook_timeout_secs: 15,
+            outbox_poll_ms: 10,
             log_format: LogFormat::Human,
             log_level: "info".to_owned(),
             graphiql: None,
@@ -150,6 +154,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("log_retention_days", Kind::Integer),
     ("webhook_retry_schedule", Kind::Text),
     ("webhook_timeout_secs", Kind::Integer),
+    ("outbox_poll_ms", Kind::Integer),
     ("log_format", Kind::Text),
     ("log_level", Kind::Text),
     ("graphiql", Kind::Boolean),
@@ -240,6 +245,9 @@ impl Config {
         }
         if !(1..=15).contains(&self.webhook_timeout_secs) {
             bail!("webhook_timeout_secs must be between 1 and 15");
+        }
+        if !(1..=3_600_000).contains(&self.outbox_poll_ms) {
+            bail!("outbox_poll_ms must be between 1 and 3600000");
         }
         if !(1..=3650).contains(&self.log_retention_days) {
             bail!("log_retention_days must be between 1 and 3650");

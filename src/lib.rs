@@ -126,6 +126,7 @@ impl Server {
             principals: state.principals.clone(),
             cache: state.cache.clone(),
             db: state.db.clone(),
+            poll_every: std::time::Duration::from_millis(state.config.outbox_poll_ms),
         };
         let webhooks = service::webhooks::worker::WebhookWorker {
             db: state.db.clone(),

@@ -45,6 +45,7 @@ impl AppState {
             http: &self.http,
             refresher: &self.refresher,
             cache: &self.cache,
+            bus: &self.bus,
         }
     }
 }

@@ -139,6 +139,7 @@ pub async fn delete(
     for id in deleted {
         deps.cache.forget(id);
     }
+    deps.bus.committed();
     tracing::info!(consumer = %consumer.id, "consumer deleted");
     Ok(consumer)
 }

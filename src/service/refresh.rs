@@ -298,6 +298,7 @@ async fn write_success(deps: &Deps<'_>, read: &Model, tokens: OAuthTokens) -> Re
     events::record(&txn, EventType::Refreshed, &model).await?;
     txn.commit().await?;
     deps.cache.forget(read.id);
+    deps.bus.committed();
     tracing::info!(connection = %read.id, "token refreshed");
     Ok(())
 }
@@ -334,6 +335,7 @@ async fn write_failure(deps: &Deps<'_>, read: &Model, failure: TokenError) -> Re
         events::record(&txn, kind, &model).await?;
         txn.commit().await?;
         deps.cache.forget(read.id);
+        deps.bus.committed();
     }
     tracing::warn!(connection = %read.id, failures, error = %failure, "token refresh failed");
     Err(Error::Upstream(if permanent {

@@ -153,6 +153,43 @@ events_test!(
     }
 );
 
+events_test!(
+    events_go_out_at_commit_not_at_the_next_outbox_poll,
+    // An hour between polls: on SQLite only the commit's wake-up of the relay can deliver.
+    |config| config.outbox_poll_ms = 3_600_000,
+    |app, fake, tenant| async {
+        let mut socket = subscribed(&app, &tenant.key, json!({})).await;
+        let id = connected(&app, &fake, &tenant).await;
+        app.ok(&tenant.key, "mutation($id: ID!) { updateConnection(id: $id, input: {metadata: {plan: \"pro\"}}) { id } }", json!({ "id": id })).await;
+        app.ok(
+            &tenant.key,
+            "mutation($id: ID!) { refreshConnection(id: $id) { id } }",
+            json!({ "id": id }),
+        )
+        .await;
+        app.ok(
+            &tenant.key,
+            "mutation($id: ID!) { deleteConnection(id: $id) { id } }",
+            json!({ "id": id }),
+        )
+        .await;
+        let mut types = Vec::new();
+        for _ in 0..5 {
+            types.push(next_event(&mut socket, "1").await);
+        }
+        assert_eq!(
+            types,
+            [
+                "connection.created",
+                "connection.callable",
+                "connection.updated",
+                "connection.refreshed",
+                "connection.deleted"
+            ]
+        );
+    }
+);
+
 /// The event type of a socket's next message, checking it is a `next` for operation `id`.
 async fn next_event(socket: &mut Socket, id: &str) -> String {
     let message = next(socket, 5).await.expect("an event");

@@ -100,6 +100,8 @@ pub struct Deps<'a> {
     pub refresher: &'a crate::service::refresh::Refresher,
     /// Decrypted proxy targets; every committed change to a connection drops its entry.
     pub cache: &'a crate::service::proxy::CredentialCache,
+    /// Told after every commit that recorded events, so they go out at once.
+    pub bus: &'a crate::service::events::relay::EventBus,
 }
 
 pub async fn create(deps: &Deps<'_>, scope: &AppScope, input: NewConnection) -> Result<Model> {
@@ -174,6 +176,7 @@ pub async fn create(deps: &Deps<'_>, scope: &AppScope, input: NewConnection) -> 
         events::record(&txn, EventType::Callable, &model).await?;
     }
     txn.commit().await?;
+    deps.bus.committed();
     tracing::info!(connection = %model.id, service = %model.service_id, "connection created");
     Ok(model)
 }
@@ -291,6 +294,7 @@ where
     let (txn, model) = after(txn, model).await?;
     txn.commit().await?;
     deps.cache.forget(model.id);
+    deps.bus.committed();
     Ok(model)
 }
 

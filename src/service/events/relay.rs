@@ -4,8 +4,9 @@
 //! PostgreSQL: `LISTEN` on the channel `record` notifies (PostgreSQL delivers notifications
 //! at commit, in commit order, and never for a rolled-back transaction); after the listener
 //! reconnects, the events of the gap are read back from the outbox. SQLite: one process writes
-//! and its writers are serialised, so reading the outbox past the last id seen, every 10 ms
-//! (one indexed read), sees events in commit order.
+//! and its writers are serialised, so reading the outbox past the last id seen sees events in
+//! commit order; it is read as soon as a transaction that recorded events commits here
+//! (`EventBus::committed`), and every `outbox_poll_ms` (10 ms) in case anything else wrote.
 //!
 //! Delivery to subscribers is at least once while they are connected: a subscriber that falls
 //! more than `CAPACITY` events behind is told so and closed (it resubscribes).
@@ -59,17 +60,27 @@ impl From<Model> for Published {
 
 pub struct EventBus {
     sender: broadcast::Sender<Arc<Published>>,
+    /// Rung after a commit that recorded events; holds one wake-up if the relay is busy.
+    committed: tokio::sync::Notify,
 }
 
 impl Default for EventBus {
     fn default() -> Self {
         Self {
             sender: broadcast::channel(CAPACITY).0,
+            committed: tokio::sync::Notify::new(),
         }
     }
 }
 
 impl EventBus {
+    /// A transaction that recorded events has committed in this process: the SQLite relay
+    /// reads the outbox now instead of at its next poll. (On PostgreSQL the commit's own
+    /// NOTIFY does this.) Called only after the commit, so the read sees the rows.
+    pub fn committed(&self) {
+        self.committed.notify_one();
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
         self.sender.subscribe()
     }
@@ -111,6 +122,8 @@ pub struct Relay {
     pub principals: Arc<crate::auth::cache::PrincipalCache>,
     pub cache: Arc<CredentialCache>,
     pub db: DatabaseConnection,
+    /// SQLite's poll interval behind the commit wake-up.
+    pub poll_every: Duration,
 }
 
 impl Relay {
@@ -142,10 +155,13 @@ impl Relay {
 
     async fn poll(&self, recent: &mut Recent) {
         let mut cursor = latest_id(&self.db).await.unwrap_or_default();
-        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        let mut tick = tokio::time::interval(self.poll_every.max(Duration::from_millis(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.bus.committed.notified() => {}
+            }
             let rows = Entity::find()
                 .filter(Column::Id.gt(cursor))
                 .order_by_asc(Column::Id)
