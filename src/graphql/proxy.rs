@@ -237,17 +237,7 @@ async fn run(
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("json"));
-    let mut bytes = Vec::new();
-    let mut stream = response.bytes_stream();
-    while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
-        let chunk = chunk.map_err(proxy::upstream_error)?;
-        if (bytes.len() + chunk.len()) as u64 > max {
-            return Err(Error::Upstream(format!(
-                "the provider's answer is larger than {max} bytes"
-            )));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
+    let bytes = response.bytes(max).await?.to_vec();
     let json = is_json
         .then(|| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
         .flatten()

@@ -1,6 +1,7 @@
 //! Calls to providers leave through here: one client built in one place, following no
 //! redirects, with timeouts, and an address check for URLs a tenant can influence.
 
+pub mod proxy_client;
 pub mod resolver;
 
 use std::net::IpAddr;
@@ -52,28 +53,9 @@ pub fn check_url(config: &Config, url: &url::Url) -> Result<()> {
     Ok(())
 }
 
-thread_local! {
-    static PER_THREAD: std::cell::RefCell<Option<reqwest::Client>> = const { std::cell::RefCell::new(None) };
-}
-
-/// A client of this thread's own, for the proxy's hot path. A client's pooled connections are
-/// driven by the runtime that opened them; each HTTP worker runs its own runtime, so a shared
-/// pool would hand every call's I/O to another thread (a wake-up and a context switch per
-/// call). Same settings as `client`.
-pub fn per_thread(config: &Config) -> Result<reqwest::Client> {
-    PER_THREAD.with(|slot| {
-        if let Some(client) = slot.borrow().as_ref() {
-            return Ok(client.clone());
-        }
-        let fresh = client(config)?;
-        *slot.borrow_mut() = Some(fresh.clone());
-        Ok(fresh)
-    })
-}
-
 /// The host names of `allowed_private_hosts` (ports dropped), and this server's own when
 /// the demo provider runs.
-fn allowed_names(config: &Config) -> Vec<String> {
+pub(crate) fn allowed_names(config: &Config) -> Vec<String> {
     let mut names: Vec<String> = config
         .allowed_private_hosts
         .iter()
@@ -94,8 +76,8 @@ fn allowed_names(config: &Config) -> Vec<String> {
 }
 
 /// Whether a failed call was refused by the resolver (a name pointing inside the network).
-pub fn refused_address(err: &reqwest::Error) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+pub fn refused_address(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
     while let Some(current) = cause {
         if current.is::<resolver::PrivateAddress>() {
             return true;

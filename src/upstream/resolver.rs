@@ -3,8 +3,13 @@
 //! network (or is re-pointed there later: DNS rebinding) cannot be reached — unless an
 //! operator allowed that host. Checked at connect time, for every call.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use hyper_util::client::legacy::connect::dns::Name as HyperName;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 use super::is_private;
@@ -21,35 +26,60 @@ impl std::fmt::Display for PrivateAddress {
 
 impl std::error::Error for PrivateAddress {}
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One resolver for both clients: reqwest's (`Resolve`) and the proxy's hyper client
+/// (a `tower` service of names).
+#[derive(Clone)]
 pub struct PublicOnlyResolver {
     /// Host names (no ports) an operator allowed.
-    allowed: Vec<String>,
+    allowed: Arc<Vec<String>>,
 }
 
 impl PublicOnlyResolver {
     pub fn new(allowed: Vec<String>) -> Self {
-        Self { allowed }
+        Self {
+            allowed: Arc::new(allowed),
+        }
     }
 
-    fn allows(&self, host: &str) -> bool {
-        self.allowed.iter().any(|a| a.eq_ignore_ascii_case(host))
-    }
-}
-
-impl Resolve for PublicOnlyResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let host = name.as_str().to_owned();
-        let allowed = self.allows(&host);
-        Box::pin(async move {
+    fn lookup(
+        &self,
+        host: String,
+    ) -> impl Future<Output = Result<Vec<SocketAddr>, BoxError>> + Send + 'static {
+        let allowed = self.allowed.iter().any(|a| a.eq_ignore_ascii_case(&host));
+        async move {
             let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
                 .await?
                 .filter(|addr| allowed || !is_private(addr.ip()))
                 .collect();
             if found.is_empty() {
-                return Err(Box::new(PrivateAddress) as Box<dyn std::error::Error + Send + Sync>);
+                return Err(Box::new(PrivateAddress) as BoxError);
             }
-            Ok(Box::new(found.into_iter()) as Addrs)
-        })
+            Ok(found)
+        }
+    }
+}
+
+impl Resolve for PublicOnlyResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let lookup = self.lookup(name.as_str().to_owned());
+        Box::pin(async move { Ok(Box::new(lookup.await?.into_iter()) as Addrs) })
+    }
+}
+
+impl tower_service::Service<HyperName> for PublicOnlyResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: HyperName) -> Self::Future {
+        let lookup = self.lookup(name.as_str().to_owned());
+        Box::pin(async move { Ok(lookup.await?.into_iter()) })
     }
 }
 

@@ -15,9 +15,10 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::ids::{self, NodeType};
-use crate::service::proxy::{self, CallBody, Forwarded, ProxyCall};
+use crate::service::proxy::{self, CallBody, Forwarded, ProxyCall, UpstreamResponse};
 use crate::service::usage::{ApiStyle, LogEntry};
 use crate::state::AppState;
+use crate::upstream::proxy_client::OutboundBody;
 
 /// Request bodies up to this size are held (and a 401 retried); larger ones stream.
 const HELD_REQUEST_BYTES: u64 = 64 * 1024;
@@ -178,7 +179,7 @@ async fn read_all(mut payload: web::Payload, max: u64) -> Result<Bytes> {
 /// Pipes the request body to the upstream call as it arrives. actix's payload lives on this
 /// worker's thread; a local task moves it into a channel the HTTP client can read from
 /// anywhere. Past `max` bytes the stream fails and `overflow` is set.
-fn stream_body(mut payload: web::Payload, max: u64, overflow: Arc<AtomicBool>) -> reqwest::Body {
+fn stream_body(mut payload: web::Payload, max: u64, overflow: Arc<AtomicBool>) -> OutboundBody {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
     actix_web::rt::spawn(async move {
         let mut seen: u64 = 0;
@@ -201,10 +202,7 @@ fn stream_body(mut payload: web::Payload, max: u64, overflow: Arc<AtomicBool>) -
             }
         }
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
-    reqwest::Body::wrap_stream(stream)
+    OutboundBody::Channel(rx)
 }
 
 fn to_reqwest_headers(headers: &actix_web::http::header::HeaderMap) -> reqwest::header::HeaderMap {
@@ -222,7 +220,7 @@ fn to_reqwest_headers(headers: &actix_web::http::header::HeaderMap) -> reqwest::
 
 /// The provider's answer, passed back: status, filtered headers, the body held (small) or
 /// streamed (large), cut off past `max` bytes.
-async fn respond(response: reqwest::Response, max: u64) -> Result<HttpResponse> {
+async fn respond(response: UpstreamResponse, max: u64) -> Result<HttpResponse> {
     let status = StatusCode::from_u16(response.status().as_u16())
         .map_err(|_| Error::Upstream("the provider answered with an invalid status".into()))?;
     let mut builder = HttpResponse::build(status);
@@ -241,24 +239,7 @@ async fn respond(response: reqwest::Response, max: u64) -> Result<HttpResponse> 
         )));
     }
     match length {
-        Some(l) if l <= HELD_RESPONSE_BYTES => {
-            let body = response.bytes().await.map_err(proxy::upstream_error)?;
-            Ok(builder.body(body))
-        }
-        _ => {
-            let mut seen: u64 = 0;
-            let stream = response.bytes_stream().map(move |chunk| match chunk {
-                Ok(chunk) => {
-                    seen += chunk.len() as u64;
-                    if seen > max {
-                        Err(std::io::Error::other("the provider's answer is too large"))
-                    } else {
-                        Ok(chunk)
-                    }
-                }
-                Err(_) => Err(std::io::Error::other("the provider's answer broke off")),
-            });
-            Ok(builder.streaming(stream))
-        }
+        Some(l) if l <= HELD_RESPONSE_BYTES => Ok(builder.body(response.bytes(max).await?)),
+        _ => Ok(builder.streaming(response.into_stream(max))),
     }
 }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use base64::Engine;
+use futures_util::StreamExt;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -257,8 +258,10 @@ async fn elsewhere(state: web::Data<Arc<Mutex<FakeState>>>) -> HttpResponse {
 }
 
 /// The fake provider's API: records every call; `/api/redirect?to=…` answers 302,
-/// `/api/limited` 429, `/api/big?bytes=n` a body of n bytes, `/api/binary` non-UTF-8 bytes;
-/// anything else echoes the request as JSON (401 for a rejected token).
+/// `/api/limited` 429, `/api/big?bytes=n` a body of n bytes, `/api/binary` non-UTF-8 bytes,
+/// `/api/slow?ms=n` answers after n ms, `/api/stall?ms=n` sends its head and a first chunk at
+/// once and the rest n ms later; anything else echoes the request as JSON (401 for a rejected
+/// token).
 async fn api(
     state: web::Data<Arc<Mutex<FakeState>>>,
     req: actix_web::HttpRequest,
@@ -301,6 +304,26 @@ async fn api(
             return HttpResponse::Ok().body(vec![b'x'; n]);
         }
         "/api/binary" => return HttpResponse::Ok().body(vec![0xff_u8, 0xfe, 0x00, 0x01]),
+        "/api/slow" | "/api/stall" => {
+            drop(state);
+            let wait: u64 = query.get("ms").and_then(|b| b.parse().ok()).unwrap_or(0);
+            let wait = std::time::Duration::from_millis(wait);
+            if request.path == "/api/slow" {
+                tokio::time::sleep(wait).await;
+                return HttpResponse::Ok().body("late");
+            }
+            let chunks = futures_util::stream::iter([0, 1]).then(move |i| async move {
+                if i == 1 {
+                    tokio::time::sleep(wait).await;
+                }
+                Ok::<_, std::io::Error>(web::Bytes::from_static(if i == 0 {
+                    b"first"
+                } else {
+                    b"second"
+                }))
+            });
+            return HttpResponse::Ok().streaming(chunks);
+        }
         _ => {}
     }
     let bearer = request

@@ -433,6 +433,38 @@ proxy_test!(
 );
 
 proxy_test!(
+    the_upstream_timeout_covers_the_answer_and_its_body,
+    |c| c.upstream_timeout_secs = 1,
+    |app, fake, tenant, id| async {
+        let _ = &fake;
+        // No answer in time: 502 UPSTREAM_ERROR, after about the timeout, not the provider's 3 s.
+        let started = std::time::Instant::now();
+        let response = raw_get(&app, &tenant.key, &id, "/slow?ms=3000").await;
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "UPSTREAM_ERROR", "{body}");
+        assert!(started.elapsed() < std::time::Duration::from_millis(2500));
+        let answer = proxy(&app, &tenant.key, json!({ "connectionId": id, "path": "/slow", "query": [{"name": "ms", "value": "3000"}] })).await;
+        assert_eq!(first_code(&answer), "UPSTREAM_ERROR", "{answer}");
+        // A body that stalls past the deadline is cut off on the raw route (its head was
+        // already passed on) and refused by the mutation.
+        let response = raw_get(&app, &tenant.key, &id, "/stall?ms=3000").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let started = std::time::Instant::now();
+        let read = response.bytes().await;
+        assert!(read.is_err() || !read.unwrap().ends_with(b"second"));
+        assert!(started.elapsed() < std::time::Duration::from_millis(2500));
+        let answer = proxy(&app, &tenant.key, json!({ "connectionId": id, "path": "/stall", "query": [{"name": "ms", "value": "3000"}] })).await;
+        assert_eq!(first_code(&answer), "UPSTREAM_ERROR", "{answer}");
+        // A prompt answer is unaffected.
+        assert_eq!(
+            raw_get(&app, &tenant.key, &id, "/slow?ms=0").await.status(),
+            StatusCode::OK
+        );
+    }
+);
+
+proxy_test!(
     bodies_stream_and_are_bounded,
     |c| c.proxy_max_body_bytes = 300_000,
     |app, fake, tenant, id| async {

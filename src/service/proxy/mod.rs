@@ -10,19 +10,22 @@
 
 pub mod cache;
 pub mod headers;
+pub mod response;
 pub mod url;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use chrono::Utc;
 use entity::connection::Model;
 use reqwest::Method;
-use reqwest::header::HeaderMap;
+use reqwest::header::{HeaderMap, HeaderValue, USER_AGENT};
 use uuid::Uuid;
 
 pub use cache::CredentialCache;
 use headers::Credential;
+pub use response::UpstreamResponse;
 
 use super::connections::{
     self, ConnectionFilter, ConnectionState, Deps, Environment, StoredCredentials,
@@ -32,6 +35,7 @@ use crate::catalog::{AuthType, Provider};
 use crate::error::{Error, Result};
 use crate::service::pagination::PageRequest;
 use crate::service::refresh;
+use crate::upstream::proxy_client::{OutboundBody, ProxyClient};
 
 /// A connection ready to be called through: decrypted, checked, its base URL resolved.
 pub struct Target {
@@ -62,8 +66,8 @@ pub enum CallBody {
     Empty,
     /// Held in full: a 401 can be retried.
     Bytes(bytes::Bytes),
-    /// Streamed through: sent once, never retried.
-    Stream(reqwest::Body),
+    /// Streamed through (`OutboundBody::Channel`): sent once, never retried.
+    Stream(OutboundBody),
 }
 
 pub struct ProxyCall {
@@ -78,7 +82,7 @@ pub struct ProxyCall {
 
 pub struct Forwarded {
     /// Status, headers and a body still to be read (or streamed).
-    pub response: reqwest::Response,
+    pub response: UpstreamResponse,
     pub target: Arc<Target>,
     /// Time waiting for the provider's answer (both calls when retried).
     pub latency: Duration,
@@ -128,17 +132,20 @@ pub async fn forward(
         headers,
         body,
     } = call;
-    let outbound = headers::outbound(&headers, &target.provider);
-    let http = crate::upstream::per_thread(deps.config)?;
+    let mut outbound = headers::outbound(&headers, &target.provider);
+    outbound
+        .entry(USER_AGENT)
+        .or_insert(HeaderValue::from_static(concat!(
+            "keyway/",
+            env!("CARGO_PKG_VERSION")
+        )));
+    let http = crate::upstream::proxy_client::per_thread(deps.config)?;
     let (body, replay) = match body {
-        CallBody::Empty => (
-            reqwest::Body::from(bytes::Bytes::new()),
-            Some(bytes::Bytes::new()),
-        ),
-        CallBody::Bytes(bytes) => (reqwest::Body::from(bytes.clone()), Some(bytes)),
+        CallBody::Empty => (OutboundBody::full(Bytes::new()), Some(Bytes::new())),
+        CallBody::Bytes(bytes) => (OutboundBody::full(bytes.clone()), Some(bytes)),
         CallBody::Stream(stream) => (stream, None),
     };
-    let request = |target: &Target, body: reqwest::Body| -> Result<reqwest::RequestBuilder> {
+    let request = |target: &Target, body: OutboundBody| -> Result<http::Request<OutboundBody>> {
         let query = match &target.credential {
             Credential::Query(name, value) => {
                 Some(headers::query_with(query.as_deref(), name, value))
@@ -146,18 +153,21 @@ pub async fn forward(
             Credential::Header(..) => query.clone(),
         };
         let url = url::join(&target.base, &path, query.as_deref())?;
-        let mut builder = http
-            .request(method.clone(), url)
-            .headers(outbound.clone())
-            .body(body);
+        let uri = http::Uri::try_from(url.as_str())
+            .map_err(|_| Error::bad_input("path refused: not a valid URL"))?;
+        let mut request = http::Request::new(body);
+        *request.method_mut() = method.clone();
+        *request.uri_mut() = uri;
+        *request.headers_mut() = outbound.clone();
         if let Credential::Header(name, value) = &target.credential {
-            builder = builder.header(name.clone(), value.clone());
+            request.headers_mut().insert(name.clone(), value.clone());
         }
-        Ok(builder)
+        Ok(request)
     };
+    let timeout = Duration::from_secs(deps.config.upstream_timeout_secs);
 
     let started = Instant::now();
-    let mut response = send(request(&target, body)?).await?;
+    let mut response = send(&http, request(&target, body)?, timeout).await?;
     if response.status() == reqwest::StatusCode::UNAUTHORIZED
         && target.refreshable
         && let Some(replay) = replay
@@ -166,7 +176,8 @@ pub async fn forward(
         // If the refresh fails, the provider's 401 is the answer.
         if let Ok(fresh) = fresh_target(deps, scope, &target, true).await {
             target = fresh;
-            response = send(request(&target, reqwest::Body::from(replay))?).await?;
+            let retry = request(&target, OutboundBody::full(replay))?;
+            response = send(&http, retry, timeout).await?;
         }
     }
     Ok(Forwarded {
@@ -176,25 +187,30 @@ pub async fn forward(
     })
 }
 
-async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-    request.send().await.map_err(upstream_error)
+/// One call; `timeout` covers the answer's head here and its body where it is read.
+async fn send(
+    http: &ProxyClient,
+    request: http::Request<OutboundBody>,
+    timeout: Duration,
+) -> Result<UpstreamResponse> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    match tokio::time::timeout_at(deadline, http.request(request)).await {
+        Err(_) => Err(response::timed_out()),
+        Ok(Err(err)) => Err(upstream_error(&err)),
+        Ok(Ok(answer)) => Ok(UpstreamResponse::new(answer, deadline)),
+    }
 }
 
-/// A transport failure, described without its URL (which may carry a query credential).
-pub fn upstream_error(err: reqwest::Error) -> Error {
-    let err = err.without_url();
-    let text = if err.is_timeout() {
-        "the provider did not answer in time"
-    } else if err.is_connect() {
-        if crate::upstream::refused_address(&err) {
+/// A transport failure. hyper's errors name no URL (which may carry a query credential).
+fn upstream_error(err: &hyper_util::client::legacy::Error) -> Error {
+    let text = if err.is_connect() {
+        if crate::upstream::refused_address(err) {
             "the provider's host resolves to a private address"
         } else {
             "could not connect to the provider"
         }
-    } else if err.is_body() || err.is_request() {
-        "the request to the provider failed"
     } else {
-        "the provider's answer could not be read"
+        "the request to the provider failed"
     };
     tracing::warn!(error = %err, "proxy call failed");
     Error::Upstream(text.into())
