@@ -115,7 +115,7 @@ impl Default for Config {
             log_retention_days: 30,
             webhook_retry_schedule: "0,5,300,1800,7200,18000,36000,36000".to_owned(),
             webhook_timeout_secs: 15,
-            outbox_poll_ms: 10,
+            outbox_poll_ms: 250,
             log_format: LogFormat::Human,
             log_level: "info".to_owned(),
             graphiql: None,

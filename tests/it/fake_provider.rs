@@ -283,11 +283,20 @@ async fn api(
             .collect(),
         body: body.to_vec(),
     };
-    let mut state = state.lock().unwrap();
-    state.api_requests.push(request.clone());
     let query: HashMap<String, String> = url::form_urlencoded::parse(request.query.as_bytes())
         .into_owned()
         .collect();
+    if matches!(request.path.as_str(), "/api/slow" | "/api/stall") {
+        state.lock().unwrap().api_requests.push(request.clone());
+        let wait: u64 = query.get("ms").and_then(|b| b.parse().ok()).unwrap_or(0);
+        return delayed(
+            request.path == "/api/slow",
+            std::time::Duration::from_millis(wait),
+        )
+        .await;
+    }
+    let mut state = state.lock().unwrap();
+    state.api_requests.push(request.clone());
     match request.path.as_str() {
         "/api/redirect" => {
             return HttpResponse::Found()
@@ -304,26 +313,6 @@ async fn api(
             return HttpResponse::Ok().body(vec![b'x'; n]);
         }
         "/api/binary" => return HttpResponse::Ok().body(vec![0xff_u8, 0xfe, 0x00, 0x01]),
-        "/api/slow" | "/api/stall" => {
-            drop(state);
-            let wait: u64 = query.get("ms").and_then(|b| b.parse().ok()).unwrap_or(0);
-            let wait = std::time::Duration::from_millis(wait);
-            if request.path == "/api/slow" {
-                tokio::time::sleep(wait).await;
-                return HttpResponse::Ok().body("late");
-            }
-            let chunks = futures_util::stream::iter([0, 1]).then(move |i| async move {
-                if i == 1 {
-                    tokio::time::sleep(wait).await;
-                }
-                Ok::<_, std::io::Error>(web::Bytes::from_static(if i == 0 {
-                    b"first"
-                } else {
-                    b"second"
-                }))
-            });
-            return HttpResponse::Ok().streaming(chunks);
-        }
         _ => {}
     }
     let bearer = request
@@ -343,4 +332,24 @@ async fn api(
             "body": String::from_utf8_lossy(&request.body),
             "body_len": request.body.len(),
         }))
+}
+
+/// `/api/slow`: the whole answer after `wait`; `/api/stall`: the head and a first chunk at
+/// once, the rest after `wait`.
+async fn delayed(whole: bool, wait: std::time::Duration) -> HttpResponse {
+    if whole {
+        tokio::time::sleep(wait).await;
+        return HttpResponse::Ok().body("late");
+    }
+    let chunks = futures_util::stream::iter([false, true]).then(move |late| async move {
+        if late {
+            tokio::time::sleep(wait).await;
+        }
+        Ok::<_, std::io::Error>(web::Bytes::from_static(if late {
+            b"second"
+        } else {
+            b"first"
+        }))
+    });
+    HttpResponse::Ok().streaming(chunks)
 }

@@ -679,6 +679,46 @@ proxy_test!(
 );
 
 proxy_test!(
+    a_flush_writes_every_queued_row_in_chunks,
+    |_| {},
+    |app, fake, tenant, id| async {
+        let _ = (&fake, &id);
+        // Two full 512-row statements and a remainder of 276 (256 + 16 + 4).
+        let application = keyway::ids::decode_as(
+            keyway::ids::NodeType::Application,
+            &async_graphql::ID(tenant.id.clone()),
+        )
+        .unwrap();
+        app.upsert_consumer(&tenant.key, "alice").await;
+        let logs = &app.server().state().logs;
+        for n in 0..1300 {
+            let mut entry = keyway::service::usage::LogEntry::new(
+                application,
+                keyway::service::usage::ApiStyle::Proxy,
+                "proxy",
+            );
+            entry.consumer_id = Some("alice".into());
+            entry.path = format!("/items/{n}");
+            entry.status_code = 200;
+            logs.record(entry);
+        }
+        flush_logs(&app).await;
+        let stats = app
+            .ok(
+                &tenant.key,
+                "{ consumerStats(consumerId: \"alice\") { requestCounts { proxy } } }",
+                json!({}),
+            )
+            .await;
+        // alice made no proxy call of her own before.
+        assert_eq!(
+            stats["consumerStats"]["requestCounts"]["proxy"], 1300,
+            "{stats}"
+        );
+    }
+);
+
+proxy_test!(
     calls_are_logged_without_secrets,
     |_| {},
     |app, fake, tenant, id| async {

@@ -6,7 +6,7 @@
 //! reconnects, the events of the gap are read back from the outbox. SQLite: one process writes
 //! and its writers are serialised, so reading the outbox past the last id seen sees events in
 //! commit order; it is read as soon as a transaction that recorded events commits here
-//! (`EventBus::committed`), and every `outbox_poll_ms` (10 ms) in case anything else wrote.
+//! (`EventBus::committed`), and every `outbox_poll_ms` (250 ms) in case anything else wrote.
 //!
 //! Delivery to subscribers is at least once while they are connected: a subscriber that falls
 //! more than `CAPACITY` events behind is told so and closed (it resubscribes).

@@ -1,6 +1,6 @@
 //! Inserting request-log rows. Under proxy load this runs thousands of times a second, so it
 //! skips the query builder: the values go straight into one multi-row `INSERT` per chunk, and
-//! chunks only come in a few sizes (64, then powers of two), so each connection prepares each
+//! chunks only come in a few sizes (512, then powers of two), so each connection prepares each
 //! statement once and reuses it.
 
 use chrono::{DateTime, Utc};
@@ -11,7 +11,9 @@ use super::logs::LogEntry;
 use crate::error::Result;
 
 const ERROR_MESSAGE_MAX: usize = 500;
-const CHUNK: usize = 64;
+/// 512 rows × 20 values stays well inside SQLite's 32,766 and PostgreSQL's 65,535 bound
+/// parameters; each statement is one round trip to the database's thread.
+const CHUNK: usize = 512;
 
 /// Column order of `request_logs` as `values` fills it.
 const COLUMNS: &[&str] = &[
