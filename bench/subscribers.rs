@@ -5,12 +5,10 @@
 //!
 //!   subscribers <base http url> <secret key> <server pid> <subscribers> <events>
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use std::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -23,8 +21,8 @@ async fn main() {
     let count: usize = args[4].parse().unwrap();
     let events: usize = args[5].parse().unwrap();
     let ws_url = format!("{}/graphql/ws", base.replace("http://", "ws://"));
-    let received: Arc<Mutex<Vec<(usize, Instant)>>> = Arc::default();
     let mut ready = Vec::new();
+    let mut readers = Vec::new();
     let started = Instant::now();
     for _ in 0..count {
         let mut request = ws_url.clone().into_client_request().unwrap();
@@ -51,11 +49,13 @@ async fn main() {
             .send(Message::text(json!({ "id": "1", "type": "subscribe", "payload": { "query": "subscription { connectionEvents(filter: {types: [\"connection.created\"]}) { consumerId } }" } }).to_string()))
             .await
             .unwrap();
-        let received = received.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         ready.push(rx);
-        tokio::spawn(async move {
+        // Each reader keeps its own receipts (no lock shared by the client's threads on every
+        // message); they are collected after the last event.
+        readers.push(tokio::spawn(async move {
             let _ = tx.send(());
+            let mut received: Vec<(usize, Instant)> = Vec::new();
             while let Some(Ok(message)) = socket.next().await {
                 let Message::Text(text) = message else {
                     continue;
@@ -67,10 +67,16 @@ async fn main() {
                     .and_then(|(_, rest)| rest.split('"').next())
                     .and_then(|n| n.parse::<usize>().ok())
                 {
-                    received.lock().unwrap().push((event, at));
+                    received.push((event, at));
+                    if received.len() == events {
+                        break;
+                    }
                 }
             }
-        });
+            // The socket stays open until every reader is collected: closing it now would
+            // put 10,000 close handshakes beside the last event's fan-out.
+            (received, socket)
+        }));
     }
     for rx in ready {
         rx.await.unwrap();
@@ -102,8 +108,18 @@ async fn main() {
         sent.push(Instant::now());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let received = received.lock().unwrap();
+    let mut received = Vec::new();
+    let mut sockets = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    for reader in readers {
+        match tokio::time::timeout_at(deadline, reader).await {
+            Ok(Ok((mine, socket))) => {
+                received.extend(mine);
+                sockets.push(socket);
+            }
+            _ => eprintln!("a subscriber did not receive every event in time"),
+        }
+    }
     let mut latencies: Vec<f64> = received
         .iter()
         .map(|(event, at)| at.saturating_duration_since(sent[*event]).as_secs_f64() * 1000.0)
