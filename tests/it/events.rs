@@ -93,6 +93,25 @@ macro_rules! events_test {
     };
 }
 
+/// The events of a connect followed by `update_refresh_delete`, in order.
+const LIFECYCLE: [&str; 5] = [
+    "connection.created",
+    "connection.callable",
+    "connection.updated",
+    "connection.refreshed",
+    "connection.deleted",
+];
+
+/// Updates, refreshes and deletes a connection: `updated`, `refreshed`, `deleted` after the
+/// `created` and `callable` of its connect.
+async fn update_refresh_delete(app: &TestApp, key: &str, id: &str) {
+    app.ok(key, "mutation($id: ID!) { updateConnection(id: $id, input: {metadata: {plan: \"pro\"}}) { id } }", json!({ "id": id })).await;
+    for mutation in ["refreshConnection", "deleteConnection"] {
+        let query = format!("mutation($id: ID!) {{ {mutation}(id: $id) {{ id }} }}");
+        app.ok(key, &query, json!({ "id": id })).await;
+    }
+}
+
 events_test!(
     a_subscriber_receives_its_events_in_order_and_no_one_elses,
     |_| {},
@@ -101,19 +120,7 @@ events_test!(
         let mut mine = subscribed(&app, &tenant.key, json!({ "consumerId": "alice" })).await;
         let mut theirs = subscribed(&app, &other.key, json!({})).await;
         let id = connected(&app, &fake, &tenant).await;
-        app.ok(&tenant.key, "mutation($id: ID!) { updateConnection(id: $id, input: {metadata: {plan: \"pro\"}}) { id } }", json!({ "id": id })).await;
-        app.ok(
-            &tenant.key,
-            "mutation($id: ID!) { refreshConnection(id: $id) { id } }",
-            json!({ "id": id }),
-        )
-        .await;
-        app.ok(
-            &tenant.key,
-            "mutation($id: ID!) { deleteConnection(id: $id) { id } }",
-            json!({ "id": id }),
-        )
-        .await;
+        update_refresh_delete(&app, &tenant.key, &id).await;
         let mut types = Vec::new();
         while types.last().map(String::as_str) != Some("connection.deleted") {
             let message = next(&mut mine, 5)
@@ -128,16 +135,7 @@ events_test!(
             assert!(!event.to_string().contains("at-1"), "a token in an event");
             types.push(event["type"].as_str().unwrap().to_owned());
         }
-        assert_eq!(
-            types,
-            [
-                "connection.created",
-                "connection.callable",
-                "connection.updated",
-                "connection.refreshed",
-                "connection.deleted"
-            ]
-        );
+        assert_eq!(types, LIFECYCLE);
         assert!(
             next(&mut theirs, 1).await.is_err(),
             "another application received an event"
@@ -160,33 +158,12 @@ events_test!(
     |app, fake, tenant| async {
         let mut socket = subscribed(&app, &tenant.key, json!({})).await;
         let id = connected(&app, &fake, &tenant).await;
-        app.ok(&tenant.key, "mutation($id: ID!) { updateConnection(id: $id, input: {metadata: {plan: \"pro\"}}) { id } }", json!({ "id": id })).await;
-        app.ok(
-            &tenant.key,
-            "mutation($id: ID!) { refreshConnection(id: $id) { id } }",
-            json!({ "id": id }),
-        )
-        .await;
-        app.ok(
-            &tenant.key,
-            "mutation($id: ID!) { deleteConnection(id: $id) { id } }",
-            json!({ "id": id }),
-        )
-        .await;
+        update_refresh_delete(&app, &tenant.key, &id).await;
         let mut types = Vec::new();
-        for _ in 0..5 {
+        for _ in LIFECYCLE {
             types.push(next_event(&mut socket, "1").await);
         }
-        assert_eq!(
-            types,
-            [
-                "connection.created",
-                "connection.callable",
-                "connection.updated",
-                "connection.refreshed",
-                "connection.deleted"
-            ]
-        );
+        assert_eq!(types, LIFECYCLE);
     }
 );
 
