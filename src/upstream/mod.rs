@@ -1,5 +1,6 @@
-//! Calls to providers leave through here: one client built in one place, following no
-//! redirects, with timeouts, and an address check for URLs a tenant can influence.
+//! Calls to providers leave through here: the clients are built in this module only (reqwest
+//! for token, revocation and webhook calls; `proxy_client` for the proxy's hot path), follow
+//! no redirects, time out, and check addresses for URLs a tenant can influence.
 
 pub mod proxy_client;
 pub mod resolver;
@@ -11,7 +12,10 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::error::{Error, Result};
 
-/// The client for token, revocation and proxy calls.
+/// How Keyway names itself to providers (unless a proxied caller sent its own).
+pub const USER_AGENT: &str = concat!("keyway/", env!("CARGO_PKG_VERSION"));
+
+/// The client for token, revocation and webhook calls.
 pub fn client(config: &Config) -> Result<reqwest::Client> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -22,7 +26,7 @@ pub fn client(config: &Config) -> Result<reqwest::Client> {
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(config.upstream_timeout_secs))
         .connect_timeout(Duration::from_secs(5))
-        .user_agent(concat!("keyway/", env!("CARGO_PKG_VERSION")))
+        .user_agent(USER_AGENT)
         .build()
         .map_err(Error::internal)
 }

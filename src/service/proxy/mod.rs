@@ -135,10 +135,7 @@ pub async fn forward(
     let mut outbound = headers::outbound(&headers, &target.provider);
     outbound
         .entry(USER_AGENT)
-        .or_insert(HeaderValue::from_static(concat!(
-            "keyway/",
-            env!("CARGO_PKG_VERSION")
-        )));
+        .or_insert(HeaderValue::from_static(crate::upstream::USER_AGENT));
     let http = crate::upstream::proxy_client::per_thread(deps.config)?;
     let (body, replay) = match body {
         CallBody::Empty => (OutboundBody::full(Bytes::new()), Some(Bytes::new())),
