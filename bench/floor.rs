@@ -4,7 +4,11 @@
 //! Whatever this forwarder reaches against nginx is the most Keyway's proxy could reach
 //! without changing its HTTP stack; the gap between the two is Keyway's own work.
 //!
-//!   floor <listen address> <upstream base URL>
+//! `hyper` serves with hyper's own HTTP/1 server instead of actix-web (one single-threaded
+//! runtime per core, each accepting on its own `SO_REUSEPORT` socket, as actix's workers do),
+//! to see what the serving side costs.
+//!
+//!   floor <listen address> <upstream base URL> [actix|hyper]
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use bytes::Bytes;
@@ -29,7 +33,9 @@ thread_local! {
 
 async fn forward(base: web::Data<String>, req: HttpRequest, body: Bytes) -> HttpResponse {
     let uri = format!("{}{}", base.get_ref(), req.uri());
-    let mut outbound = http::Request::builder().method(req.method().as_str()).uri(uri);
+    let mut outbound = http::Request::builder()
+        .method(req.method().as_str())
+        .uri(uri);
     for (name, value) in req.headers() {
         if name != "host" && name != "connection" {
             outbound = outbound.header(name.as_str(), value.as_bytes());
@@ -56,10 +62,92 @@ async fn forward(base: web::Data<String>, req: HttpRequest, body: Bytes) -> Http
     response.body(body.to_bytes())
 }
 
-#[actix_web::main]
-async fn main() -> std::io::Result<()> {
+fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let (listen, base) = (args[1].clone(), args[2].trim_end_matches('/').to_owned());
+    match args.get(3).map(String::as_str) {
+        Some("hyper") => hyper_served(listen.parse().map_err(std::io::Error::other)?, base),
+        _ => actix_web::rt::System::new().block_on(actix_served(listen, base)),
+    }
+}
+
+fn hyper_served(listen: std::net::SocketAddr, base: String) -> std::io::Result<()> {
+    let base: &'static str = Box::leak(base.into_boxed_str());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(accept(listen, base))
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker
+            .join()
+            .map_err(|_| std::io::Error::other("a worker panicked"))??;
+    }
+    Ok(())
+}
+
+async fn accept(listen: std::net::SocketAddr, base: &'static str) -> std::io::Result<()> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseport(true)?;
+    socket.bind(listen)?;
+    let listener = socket.listen(1024)?;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        stream.set_nodelay(true)?;
+        let service = hyper::service::service_fn(move |req| forward_hyper(base, req));
+        tokio::spawn(
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+        );
+    }
+}
+
+async fn forward_hyper(
+    base: &'static str,
+    req: http::Request<hyper::body::Incoming>,
+) -> Result<http::Response<Full<Bytes>>, std::io::Error> {
+    let (head, body) = req.into_parts();
+    let path = head.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut outbound = http::Request::builder()
+        .method(head.method)
+        .uri(format!("{base}{path}"));
+    for (name, value) in &head.headers {
+        if name != "host" && name != "connection" {
+            outbound = outbound.header(name, value);
+        }
+    }
+    let body = body
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes();
+    let outbound = outbound
+        .body(Full::new(body))
+        .map_err(std::io::Error::other)?;
+    let answer = CLIENT
+        .with(Upstream::clone)
+        .request(outbound)
+        .await
+        .map_err(std::io::Error::other)?;
+    let (mut head, body) = answer.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes();
+    head.headers.remove("connection");
+    head.headers.remove("transfer-encoding");
+    head.headers.remove("content-length");
+    Ok(http::Response::from_parts(head, Full::new(body)))
+}
+
+async fn actix_served(listen: String, base: String) -> std::io::Result<()> {
     let base = web::Data::new(base);
     HttpServer::new(move || {
         App::new()

@@ -8,6 +8,7 @@
 # counting, credential cache all on). `floor` is bench/floor.rs: the same two libraries
 # (actix-web serving, hyper-util's pooled client calling) forwarding with no Keyway logic at
 # all, the most this stack could reach; keyway/floor is the cost of Keyway's own work.
+# `hyperfloor` is the same forwarder served by hyper's HTTP/1 server instead of actix-web.
 #
 #   bench/proxy.sh        # DURATION=10s CONNECTIONS=32 ROUNDS=3 
 #   PROFILE='perf record -g -o /tmp/perf.data -p' bench/proxy.sh   # profile the keyway run
@@ -18,6 +19,7 @@ ROUNDS=${ROUNDS:-3}
 UPSTREAM_PORT=${UPSTREAM_PORT:-18191}
 NGINX_PORT=${NGINX_PORT:-18192}
 FLOOR_PORT=${FLOOR_PORT:-18194}
+HYPER_FLOOR_PORT=${HYPER_FLOOR_PORT:-18195}
 command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx >/dev/null; }
 export KEYWAY_ALLOWED_PRIVATE_HOSTS="127.0.0.1:$UPSTREAM_PORT"
 # The mutation runs far past the default per-key GraphQL rate limit.
@@ -71,6 +73,8 @@ fi
 nginx -c "$WORK/nginx/nginx.conf"
 target/release/examples/floor "127.0.0.1:$FLOOR_PORT" "http://127.0.0.1:$UPSTREAM_PORT" &
 FLOOR=$!
+target/release/examples/floor "127.0.0.1:$HYPER_FLOOR_PORT" "http://127.0.0.1:$UPSTREAM_PORT" hyper &
+FLOOR="$FLOOR $!"
 trap 'for d in nginx upstream; do [ -s "$WORK/$d/nginx.conf" ] && nginx -c "$WORK/$d/nginx.conf" -s stop 2>/dev/null; done; kill $FLOOR 2>/dev/null; [ -n "$SERVER" ] && kill $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
 
 new_store sqlite ""
@@ -92,9 +96,12 @@ ID=$(gql "$KEY" '{"query":"mutation { createConnection(input: {consumerId: \"ben
 DIRECT="http://127.0.0.1:$UPSTREAM_PORT/api/items"
 NGINX="http://127.0.0.1:$NGINX_PORT/api/items"
 FLOOR_URL="http://127.0.0.1:$FLOOR_PORT/api/items"
+HYPER_FLOOR_URL="http://127.0.0.1:$HYPER_FLOOR_PORT/api/items"
 KEYWAY="http://127.0.0.1:$PORT/proxy/$ID/items"
 curl -sf "$NGINX" >/dev/null
-until curl -sf "$FLOOR_URL" | grep -q Lovelace; do sleep 0.05; done
+for url in "$FLOOR_URL" "$HYPER_FLOOR_URL"; do
+  until curl -sf "$url" | grep -q Lovelace; do sleep 0.05; done
+done
 curl -sf -H "authorization: Bearer $KEY" "$KEYWAY" | grep -q Lovelace || { echo "the Keyway proxy does not answer"; exit 1; }
 
 # CPU time (clock ticks, user + system) used so far by the processes serving a label: the
@@ -104,7 +111,8 @@ cpu_ticks() { # label
   case $1 in
     direct) pids="$(cat "$WORK/upstream/nginx.pid" 2>/dev/null || cat "$WORK/nginx/nginx.pid")";;
     nginx) pids="$(cat "$WORK/nginx/nginx.pid")";;
-    floor) pids=$FLOOR;;
+    floor) pids=${FLOOR% *};;
+    hyperfloor) pids=${FLOOR#* };;
     *) pids=$SERVER;;
   esac
   pids="$pids $(for p in $pids; do pgrep -P "$p"; done)"
@@ -128,13 +136,14 @@ run_wrk1() { # label url token: one client, one thread (unloaded latency)
 }
 
 echo "keyway proxy benchmark: wrk -t2 -d$DURATION, $ROUNDS rounds, $(nproc) cores"
-for target in "direct $DIRECT" "nginx $NGINX" "floor $FLOOR_URL" "keyway $KEYWAY"; do # warm-up
+for target in "direct $DIRECT" "nginx $NGINX" "floor $FLOOR_URL" "hyperfloor $HYPER_FLOOR_URL" "keyway $KEYWAY"; do # warm-up
   set -- $target; TOKEN=$KEY wrk -t2 -c"$CONNECTIONS" -d2s -s bench/http.lua "$2" >/dev/null
 done
 for round in $(seq "$ROUNDS"); do
   run_wrk direct "$DIRECT" "$CONNECTIONS" ""
   run_wrk nginx "$NGINX" "$CONNECTIONS" ""
   run_wrk floor "$FLOOR_URL" "$CONNECTIONS" ""
+  run_wrk hyperfloor "$HYPER_FLOOR_URL" "$CONNECTIONS" ""
   if [ -n "${PROFILE:-}" ]; then # a command that takes the server's pid, run during the keyway run
     $PROFILE "$SERVER" 2>/dev/null & PERF=$!
   fi
@@ -163,7 +172,7 @@ for key in sorted(runs, key=lambda k: (-k[1], k[0])):
     print(f"{key[0]:>9} c{key[1]:<4}  {med(key,'rps'):>10.0f} {med(key,'p50_ms'):>10.3f} {med(key,'p99_ms'):>9.3f} {cpu}")
 c = max(k[1] for k in runs if k[0] == "keyway")
 print(f"\nthroughput keyway/nginx at c{c}: {med(('keyway',c),'rps')/med(('nginx',c),'rps'):.2f}  (target >= 0.8)")
-print(f"throughput floor/nginx at c{c}: {med(('floor',c),'rps')/med(('nginx',c),'rps'):.2f}, keyway/floor: {med(('keyway',c),'rps')/med(('floor',c),'rps'):.2f}")
+print(f"throughput floor/nginx at c{c}: {med(('floor',c),'rps')/med(('nginx',c),'rps'):.2f}, keyway/floor: {med(('keyway',c),'rps')/med(('floor',c),'rps'):.2f}; hyperfloor/nginx: {med(('hyperfloor',c),'rps')/med(('nginx',c),'rps'):.2f}")
 if all('cpu_us' in r for k in (('keyway',c),('nginx',c)) for r in runs[k]):
     print(f"server CPU per request at c{c}: keyway {med(('keyway',c),'cpu_us'):.1f} us, nginx {med(('nginx',c),'cpu_us'):.1f} us")
 print(f"added p50 over direct at c{c}: keyway {med(('keyway',c),'p50_ms')-med(('direct',c),'p50_ms'):.3f} ms, nginx {med(('nginx',c),'p50_ms')-med(('direct',c),'p50_ms'):.3f} ms")
