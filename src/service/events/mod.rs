@@ -59,6 +59,11 @@ impl EventType {
 }
 
 /// Writes one event about `conn` (as it is after the change). Never includes credentials.
+///
+/// Call it after the transaction's own write to the connection, as every caller does: on
+/// SQLite that write already holds the database's write lock, so the UUIDv7 id drawn here
+/// follows commit order, which the SQLite relay relies on (it reads the outbox past the last
+/// id it saw). An id drawn before the lock could commit behind a newer one and be skipped.
 pub async fn record<C: ConnectionTrait>(
     db: &C,
     kind: EventType,
