@@ -22,6 +22,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 type Upstream = Client<HttpConnector, Full<Bytes>>;
 
+/// Headers each forwarder drops, both ways: the client sets its own, and the server frames
+/// the (fully read) answer itself.
+const REQUEST_HOP: &[&str] = &["host", "connection"];
+const ANSWER_HOP: &[&str] = &["connection", "content-length", "transfer-encoding"];
+
 thread_local! {
     // One pool per worker, as Keyway's proxy keeps.
     static CLIENT: Upstream = {
@@ -37,7 +42,7 @@ async fn forward(base: web::Data<String>, req: HttpRequest, body: Bytes) -> Http
         .method(req.method().as_str())
         .uri(uri);
     for (name, value) in req.headers() {
-        if name != "host" && name != "connection" {
+        if !REQUEST_HOP.contains(&name.as_str()) {
             outbound = outbound.header(name.as_str(), value.as_bytes());
         }
     }
@@ -55,7 +60,7 @@ async fn forward(base: web::Data<String>, req: HttpRequest, body: Bytes) -> Http
         .unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY);
     let mut response = HttpResponse::build(status);
     for (name, value) in &head.headers {
-        if name != "connection" && name != "content-length" && name != "transfer-encoding" {
+        if !ANSWER_HOP.contains(&name.as_str()) {
             response.append_header((name.as_str(), value.as_bytes()));
         }
     }
@@ -118,7 +123,7 @@ async fn forward_hyper(
         .method(head.method)
         .uri(format!("{base}{path}"));
     for (name, value) in &head.headers {
-        if name != "host" && name != "connection" {
+        if !REQUEST_HOP.contains(&name.as_str()) {
             outbound = outbound.header(name, value);
         }
     }
@@ -141,9 +146,9 @@ async fn forward_hyper(
         .await
         .map_err(std::io::Error::other)?
         .to_bytes();
-    head.headers.remove("connection");
-    head.headers.remove("transfer-encoding");
-    head.headers.remove("content-length");
+    for name in ANSWER_HOP {
+        head.headers.remove(*name);
+    }
     Ok(http::Response::from_parts(head, Full::new(body)))
 }
 

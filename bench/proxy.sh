@@ -74,8 +74,8 @@ nginx -c "$WORK/nginx/nginx.conf"
 target/release/examples/floor "127.0.0.1:$FLOOR_PORT" "http://127.0.0.1:$UPSTREAM_PORT" &
 FLOOR=$!
 target/release/examples/floor "127.0.0.1:$HYPER_FLOOR_PORT" "http://127.0.0.1:$UPSTREAM_PORT" hyper &
-FLOOR="$FLOOR $!"
-trap 'for d in nginx upstream; do [ -s "$WORK/$d/nginx.conf" ] && nginx -c "$WORK/$d/nginx.conf" -s stop 2>/dev/null; done; kill $FLOOR 2>/dev/null; [ -n "$SERVER" ] && kill $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
+HYPER_FLOOR=$!
+trap 'for d in nginx upstream; do [ -s "$WORK/$d/nginx.conf" ] && nginx -c "$WORK/$d/nginx.conf" -s stop 2>/dev/null; done; kill $FLOOR $HYPER_FLOOR 2>/dev/null; [ -n "$SERVER" ] && kill $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
 
 new_store sqlite ""
 INTEGRATION=$(python3 - "$UPSTREAM_PORT" <<'PY'
@@ -111,8 +111,8 @@ cpu_ticks() { # label
   case $1 in
     direct) pids="$(cat "$WORK/upstream/nginx.pid" 2>/dev/null || cat "$WORK/nginx/nginx.pid")";;
     nginx) pids="$(cat "$WORK/nginx/nginx.pid")";;
-    floor) pids=${FLOOR% *};;
-    hyperfloor) pids=${FLOOR#* };;
+    floor) pids=$FLOOR;;
+    hyperfloor) pids=$HYPER_FLOOR;;
     *) pids=$SERVER;;
   esac
   pids="$pids $(for p in $pids; do pgrep -P "$p"; done)"
