@@ -336,6 +336,29 @@ async fn create_webhook(app: &TestApp, key: &str, url: &str) -> (String, String)
     )
 }
 
+/// The endpoint's delivery of `event_type` once its outcome is written. The receiver sees an
+/// attempt before the worker records how it went, so a read right after the last attempt can
+/// still say `pending`.
+async fn settled_delivery(app: &TestApp, key: &str, webhook: &str, event_type: &str) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let deliveries = app
+            .ok(key, "query($w: ID!) { webhookDeliveries(endpointId: $w) { edges { node { id eventType status attempts lastStatusCode } } } }", json!({ "w": webhook }))
+            .await;
+        let delivery = deliveries["webhookDeliveries"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["node"].clone())
+            .find(|n| n["eventType"] == event_type)
+            .unwrap();
+        if delivery["status"] != "pending" || started.elapsed().as_secs() >= 5 {
+            return delivery;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 events_test!(
     webhooks_are_signed_retried_and_disabled_by_410,
     |c| {
@@ -393,19 +416,8 @@ events_test!(
                 "a credential in a webhook"
             );
         }
-        let deliveries = app
-            .ok(&tenant.key, "query($w: ID!) { webhookDeliveries(endpointId: $w) { edges { node { id eventType status attempts lastStatusCode } } } }", json!({ "w": webhook }))
-            .await;
-        let nodes: Vec<&Value> = deliveries["webhookDeliveries"]["edges"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| &e["node"])
-            .collect();
-        let created_delivery = nodes
-            .iter()
-            .find(|n| n["eventType"] == "connection.created")
-            .unwrap();
+        let created_delivery =
+            settled_delivery(&app, &tenant.key, &webhook, "connection.created").await;
         assert_eq!(created_delivery["status"], "succeeded");
         assert_eq!(created_delivery["attempts"], 3);
 
