@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Paired A/B of two Keyway binaries' raw proxy: both serve the same kind of connection to one
+# local upstream (nginx answering a fixed JSON body), and wrk drives them alternately, ROUNDS
+# pairs of DURATION each, so machine noise lands on both sides alike. Prints every run, the
+# medians, their ratio and how many pairs B won. Used to judge one change (a build setting, a
+# hot-path edit) where single runs of bench/proxy.sh are too noisy.
+#
+#   bench/proxy_ab.sh OLD_BINARY NEW_BINARY     # ROUNDS=4 DURATION=5s
+set -euo pipefail
+cd "$(dirname "$0")/.."
+A=$(realpath "$1"); B=$(realpath "$2"); ROUNDS=${ROUNDS:-4}; DURATION=${DURATION:-5s}
+UP=${UPSTREAM_PORT:-18191}
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx >/dev/null; }
+WORK=$(mktemp -d)
+cat >"$WORK/nginx.conf" <<CONF
+worker_processes $(nproc);
+pid $WORK/nginx.pid;
+error_log $WORK/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/body;
+  server {
+    listen 127.0.0.1:$UP;
+    default_type application/json;
+    location / { return 200 '{"data":[{"id":"1","name":"Ada Lovelace","email":"ada@example.com"}],"next":null}'; }
+  }
+}
+CONF
+nginx -c "$WORK/nginx.conf"
+export KEYWAY_ALLOWED_PRIVATE_HOSTS="127.0.0.1:$UP"
+trap 'pkill -f "serve --listen 127.0.0.1:1820[12]"; nginx -c "$WORK/nginx.conf" -s stop; rm -rf "$WORK"' EXIT
+setup() { # bin port dir -> prints url key pid
+  local bin=$1 port=$2 dir=$3
+  rm -rf "$dir"; mkdir -p "$dir"
+  export KEYWAY_DATA_DIR=$dir; unset DATABASE_URL
+  "$bin" migrate 2>/dev/null
+  local op; op=$("$bin" admin token --label bench 2>/dev/null)
+  KEYWAY_LOG_LEVEL=warn "$bin" serve --listen "127.0.0.1:$port" >"$dir/serve.log" 2>&1 &
+  until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.02; done
+  gq() { curl -sf -X POST "http://127.0.0.1:$port/graphql" -H "authorization: Bearer $1" -H 'content-type: application/json' -d "$2"; }
+  local app; app=$(gq "$op" '{"query":"mutation { createApplication(input: {name: \"bench\"}) { id } }"}' | python3 -c 'import sys,json; print(json.load(sys.stdin)["data"]["createApplication"]["id"])')
+  local key; key=$(gq "$op" "{\"query\":\"mutation { createApiKey(input: {applicationId: \\\"$app\\\", label: \\\"bench\\\"}) { secret } }\"}" | python3 -c 'import sys,json; print(json.load(sys.stdin)["data"]["createApiKey"]["secret"])')
+  local integ; integ=$(python3 - "$UP" <<'PY'
+import json, sys
+provider = {"service_id": "benchapi", "name": "Bench API", "unified_api": "crm", "auth_type": "api_key",
+    "base_url": f"http://127.0.0.1:{sys.argv[1]}/api",
+    "credential_fields": [{"id": "api_key", "label": "Key", "type": "password", "required": True}],
+    "injection": {"type": "header", "name": "X-Api-Key", "field": "api_key"}}
+print(json.dumps({"query": 'mutation($p: JSON) { createIntegration(input: {serviceId: "benchapi", customProvider: $p}) { id } }', "variables": {"p": provider}}))
+PY
+)
+  gq "$key" "$integ" >/dev/null
+  local id; id=$(gq "$key" '{"query":"mutation { createConnection(input: {consumerId: \"bench\", serviceId: \"benchapi\", credentials: {fields: {api_key: \"upstream-key\"}}}) { id } }"}' | python3 -c 'import sys,json; print(json.load(sys.stdin)["data"]["createConnection"]["id"])')
+  echo "http://127.0.0.1:$port/proxy/$id/items $key"
+}
+read UA KA <<<"$(setup "$A" 18201 "$WORK/a")"
+read UB KB <<<"$(setup "$B" 18202 "$WORK/b")"
+curl -sf -H "authorization: Bearer $KA" "$UA" | grep -q Lovelace
+curl -sf -H "authorization: Bearer $KB" "$UB" | grep -q Lovelace
+for u in "$UA $KA" "$UB $KB"; do set -- $u; TOKEN=$2 wrk -t2 -c32 -d2s -s bench/http.lua "$1" >/dev/null; done
+: > "$WORK/results"
+for r in $(seq $ROUNDS); do
+  for u in "A $UA $KA" "B $UB $KB"; do set -- $u
+    out=$(TOKEN=$3 wrk -t2 -c32 -d$DURATION -s bench/http.lua "$2" | grep RESULT); echo "$1 $out" | tee -a "$WORK/results"
+  done
+done
+python3 - "$WORK/results" <<'PY'
+import re, statistics, sys
+r={}
+for l in open(sys.argv[1]):
+    k=l.split()[0]; rps=float(re.search(r'rps=(\d+)',l).group(1)); r.setdefault(k,[]).append(rps)
+a,b=statistics.median(r['A']),statistics.median(r['B'])
+wins=sum(1 for x,y in zip(r['A'],r['B']) if y>x)
+print(f"median A {a:.0f}  B {b:.0f}  B/A {b/a:.3f}  B won {wins}/{len(r['A'])} pairs")
+PY
