@@ -5,8 +5,11 @@ use sea_orm::entity::prelude::*;
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "request_logs")]
 pub struct Model {
+    /// UUIDv7: in time order.
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
+    /// Keyed by application first: every read is one application's rows, newest first.
+    #[sea_orm(primary_key, auto_increment = false)]
     pub application_id: Uuid,
     pub request_id: Option<String>,
     /// `unify` (the GraphQL API), `proxy` or `vault`.

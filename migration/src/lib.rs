@@ -10,6 +10,7 @@ mod m20261123_000004_refresh_leases;
 mod m20261123_000005_usage;
 mod m20261123_000006_webhooks;
 mod m20261123_000007_request_logs_purge_by_id;
+mod m20261203_000008_request_logs_keyed_by_application;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000005_usage::Migration),
             Box::new(m20261123_000006_webhooks::Migration),
             Box::new(m20261123_000007_request_logs_purge_by_id::Migration),
+            Box::new(m20261203_000008_request_logs_keyed_by_application::Migration),
         ]
     }
 }

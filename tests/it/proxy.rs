@@ -719,6 +719,115 @@ proxy_test!(
 );
 
 proxy_test!(
+    the_retention_purge_deletes_only_rows_older_than_it,
+    |_| {},
+    |app, fake, tenant, id| async {
+        use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter};
+        let _ = (&fake, &id);
+        let application = keyway::ids::decode_as(
+            keyway::ids::NodeType::Application,
+            &async_graphql::ID(tenant.id.clone()),
+        )
+        .unwrap();
+        // A row from 31 days ago, as the writer would have made it then (ids are UUIDv7 of
+        // the entry's time).
+        let old_at = chrono::Utc::now() - chrono::Duration::days(31);
+        let old_id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            old_at.timestamp() as u64,
+            0,
+        ));
+        entity::request_log::Model {
+            id: old_id,
+            application_id: application,
+            request_id: None,
+            api_style: "proxy".into(),
+            operation: "proxy".into(),
+            http_method: "GET".into(),
+            path: "/old".into(),
+            base_url: None,
+            status_code: 200,
+            success: true,
+            duration_ms: 1.0,
+            latency_ms: None,
+            service_id: None,
+            unified_api: None,
+            consumer_id: None,
+            connection_id: None,
+            source_ip: None,
+            error_message: None,
+            sandbox: false,
+            created_at: old_at,
+        }
+        .into_active_model()
+        .insert(app.db())
+        .await
+        .unwrap();
+        let mut fresh = keyway::service::usage::LogEntry::new(
+            application,
+            keyway::service::usage::ApiStyle::Proxy,
+            "proxy",
+        );
+        fresh.path = "/fresh".into();
+        app.server().state().logs.record(fresh);
+        flush_logs(&app).await;
+
+        keyway::service::usage::logs::purge(app.db(), 30)
+            .await
+            .unwrap();
+        let paths: Vec<String> = entity::request_log::Entity::find()
+            .filter(entity::request_log::Column::ApplicationId.eq(application))
+            .all(app.db())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|row| row.path)
+            .collect();
+        assert!(!paths.contains(&"/old".to_owned()), "{paths:?}");
+        assert!(paths.contains(&"/fresh".to_owned()), "{paths:?}");
+    }
+);
+
+proxy_test!(
+    log_rows_survive_the_rekeying_migration_both_ways,
+    |_| {},
+    |app, fake, tenant, id| async {
+        use migration::MigratorTrait;
+        use sea_orm::{EntityTrait, PaginatorTrait};
+        let _ = &fake;
+        assert_eq!(
+            raw_get(&app, &tenant.key, &id, "/contacts").await.status(),
+            200
+        );
+        flush_logs(&app).await;
+        let count = || async {
+            entity::request_log::Entity::find()
+                .count(app.db())
+                .await
+                .unwrap()
+        };
+        let before = count().await;
+        assert!(before > 0);
+        // No call through the server until the schema is back: every call writes a row.
+        migration::Migrator::down(app.db(), Some(1)).await.unwrap();
+        assert_eq!(count().await, before);
+        migration::Migrator::up(app.db(), None).await.unwrap();
+        assert_eq!(count().await, before);
+        let data = app
+            .ok(
+                &tenant.key,
+                "{ logs(first: 50, filter: {apiStyle: PROXY}) { edges { node { path } } } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(
+            data["logs"]["edges"][0]["node"]["path"], "/contacts",
+            "{data}"
+        );
+    }
+);
+
+proxy_test!(
     calls_are_logged_without_secrets,
     |_| {},
     |app, fake, tenant, id| async {

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, Value};
-use uuid::Uuid;
+use uuid::{ContextV7, Timestamp, Uuid};
 
 use super::logs::LogEntry;
 use crate::error::Result;
@@ -40,7 +40,10 @@ const COLUMNS: &[&str] = &[
 ];
 
 /// Inserts the rows, `CHUNK` at a time, then the rest in power-of-two chunks.
-pub async fn insert(db: &impl ConnectionTrait, rows: Vec<(DateTime<Utc>, LogEntry)>) -> Result<()> {
+pub async fn insert(
+    db: &impl ConnectionTrait,
+    rows: Vec<(Uuid, DateTime<Utc>, LogEntry)>,
+) -> Result<()> {
     let backend = db.get_database_backend();
     let mut rows = rows.into_iter().peekable();
     let mut left = rows.len();
@@ -51,8 +54,8 @@ pub async fn insert(db: &impl ConnectionTrait, rows: Vec<(DateTime<Utc>, LogEntr
             1 << left.ilog2()
         };
         let mut values = Vec::with_capacity(size * COLUMNS.len());
-        for (at, entry) in rows.by_ref().take(size) {
-            push_values(&mut values, at, entry);
+        for (id, at, entry) in rows.by_ref().take(size) {
+            push_values(&mut values, id, at, entry);
         }
         db.execute_raw(Statement::from_sql_and_values(
             backend,
@@ -85,10 +88,10 @@ fn sql(backend: DatabaseBackend, rows: usize) -> String {
     sql
 }
 
-fn push_values(values: &mut Vec<Value>, at: DateTime<Utc>, entry: LogEntry) {
+fn push_values(values: &mut Vec<Value>, id: Uuid, at: DateTime<Utc>, entry: LogEntry) {
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
     values.extend([
-        Value::from(Uuid::now_v7()),
+        Value::from(id),
         Value::from(entry.application_id),
         Value::from(entry.request_id),
         Value::from(entry.api_style.as_str()),
@@ -109,6 +112,17 @@ fn push_values(values: &mut Vec<Value>, at: DateTime<Utc>, entry: LogEntry) {
         Value::from(entry.sandbox),
         Value::from(at),
     ]);
+}
+
+/// A UUIDv7 of the entry's own time (not the flush's), so that the retention purge, which
+/// cuts by id, agrees with `created_at`.
+pub fn id_at(ids: &ContextV7, at: DateTime<Utc>) -> Uuid {
+    let seconds = u64::try_from(at.timestamp()).unwrap_or(0);
+    Uuid::new_v7(Timestamp::from_unix(
+        ids,
+        seconds,
+        at.timestamp_subsec_nanos(),
+    ))
 }
 
 fn truncate(mut text: String, max: usize) -> String {
@@ -137,10 +151,26 @@ mod tests {
         let mut values = Vec::new();
         push_values(
             &mut values,
+            Uuid::nil(),
             Utc::now(),
             LogEntry::new(Uuid::nil(), super::super::logs::ApiStyle::Proxy, "x"),
         );
         assert_eq!(values.len(), COLUMNS.len());
+    }
+
+    #[test]
+    fn ids_carry_the_entry_time_and_keep_increasing_within_a_millisecond() {
+        let ids = ContextV7::new();
+        let at = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.678Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let first = id_at(&ids, at);
+        let second = id_at(&ids, at);
+        assert!(second > first);
+        let (seconds, nanos) = first.get_timestamp().unwrap().to_unix();
+        assert_eq!((seconds, nanos / 1_000_000), (at.timestamp() as u64, 678));
+        // An earlier time after a later one still sorts after it: ids follow queue order.
+        assert!(id_at(&ids, at - chrono::Duration::seconds(1)) > second);
     }
 
     #[test]

@@ -93,8 +93,15 @@ impl LogEntry {
 
 pub struct RequestLogWriter {
     queue: mpsc::Sender<(DateTime<Utc>, LogEntry)>,
-    pending: Mutex<mpsc::Receiver<(DateTime<Utc>, LogEntry)>>,
+    pending: Mutex<Pending>,
     dropped: AtomicU64,
+}
+
+/// The writer's side: the queued entries, and the clock of their ids (which keeps ids
+/// increasing across flushes even when two entries share a millisecond).
+struct Pending {
+    entries: mpsc::Receiver<(DateTime<Utc>, LogEntry)>,
+    ids: uuid::ContextV7,
 }
 
 impl Default for RequestLogWriter {
@@ -102,7 +109,10 @@ impl Default for RequestLogWriter {
         let (queue, pending) = mpsc::channel(QUEUE);
         Self {
             queue,
-            pending: Mutex::new(pending),
+            pending: Mutex::new(Pending {
+                entries: pending,
+                ids: uuid::ContextV7::new(),
+            }),
             dropped: AtomicU64::new(0),
         }
     }
@@ -144,9 +154,9 @@ impl RequestLogWriter {
     /// one sync of the SQLite WAL, per flush.
     pub async fn flush(&self, db: &DatabaseConnection) -> Result<()> {
         let mut pending = self.pending.lock().await;
-        let mut rows = Vec::with_capacity(pending.len());
-        while let Ok(item) = pending.try_recv() {
-            rows.push(item);
+        let mut rows = Vec::with_capacity(pending.entries.len());
+        while let Ok((at, entry)) = pending.entries.try_recv() {
+            rows.push((super::log_rows::id_at(&pending.ids, at), at, entry));
         }
         if rows.is_empty() {
             return Ok(());
@@ -159,12 +169,18 @@ impl RequestLogWriter {
 }
 
 /// Deletes rows older than the retention. Ids are UUIDv7, so the smallest id of the cut-off
-/// millisecond bounds every older row and the primary key does the work.
-async fn purge(db: &DatabaseConnection, retention_days: u64) -> Result<()> {
+/// millisecond bounds every older row; rows are keyed by `(application_id, id)`, so naming the
+/// applications lets the key find each one's old rows without a scan.
+pub async fn purge(db: &DatabaseConnection, retention_days: u64) -> Result<()> {
     let before = Utc::now() - chrono::Duration::days(retention_days as i64);
     let millis = u64::try_from(before.timestamp_millis()).unwrap_or(0);
     let first_kept = uuid::Builder::from_unix_timestamp_millis(millis, &[0; 10]).into_uuid();
+    let applications = sea_orm::sea_query::Query::select()
+        .column(entity::application::Column::Id)
+        .from(entity::application::Entity)
+        .to_owned();
     Entity::delete_many()
+        .filter(Column::ApplicationId.in_subquery(applications))
         .filter(Column::Id.lt(first_kept))
         .exec(db)
         .await?;
