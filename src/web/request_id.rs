@@ -33,19 +33,22 @@ pub async fn middleware(
     let started = Instant::now();
     let method = req.method().clone();
     let mut response = next.call(req).instrument(span.clone()).await?;
-    let route = response
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "(unmatched)".to_owned());
-    span.in_scope(|| {
-        tracing::info!(
-            %method,
-            route,
-            status = response.status().as_u16(),
-            elapsed_us = started.elapsed().as_micros() as u64,
-            "request"
-        )
-    });
+    // The route's pattern is rebuilt from the resource map: only worth it when it is logged.
+    if tracing::enabled!(tracing::Level::INFO) {
+        let route = response
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "(unmatched)".to_owned());
+        span.in_scope(|| {
+            tracing::info!(
+                %method,
+                route,
+                status = response.status().as_u16(),
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "request"
+            )
+        });
+    }
     if let Ok(value) = HeaderValue::from_str(&id) {
         response
             .headers_mut()
