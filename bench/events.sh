@@ -2,17 +2,19 @@
 # Benchmarks of issue 6, on the release binary with SQLite:
 #  - SUBSCRIBERS (10,000) open `connectionEvents` subscriptions on one instance: the server's
 #    RSS, and the fan-out latency from a mutation's answer to each subscriber's receipt
-#    (EVENTS events, 200 ms apart; bench/subscribers.rs);
+#    (EVENTS events, 200 ms apart; bench/subscribers.rs), ROUNDS (3) times over with fresh
+#    sockets, then the median of the rounds' p99;
 #  - webhook deliveries per second: WEBHOOKS connections created at once, each making
 #    `connection.created` + `connection.callable`, delivered to a local receiver (nginx
 #    answering 200), timed until every delivery succeeded.
 #
-#   bench/events.sh        # SUBSCRIBERS=10000 EVENTS=20 WEBHOOKS=1000
+#   bench/events.sh        # SUBSCRIBERS=10000 EVENTS=20 ROUNDS=3 WEBHOOKS=1000
 #   CLIENT_WRAP="taskset -c 1" bench/events.sh   # runs the load client under a wrapper (pinned)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUBSCRIBERS=${SUBSCRIBERS:-10000}
 EVENTS=${EVENTS:-20}
+ROUNDS=${ROUNDS:-3}
 WEBHOOKS=${WEBHOOKS:-1000}
 RECEIVER_PORT=${RECEIVER_PORT:-18193}
 ulimit -n "$(ulimit -Hn)" # each side needs one descriptor per subscription
@@ -42,7 +44,16 @@ new_store sqlite ""
 gql "$KEY" '{"query":"mutation { createIntegration(input: {serviceId: \"stripe\"}) { id } }"}' >/dev/null
 echo "keyway events benchmark: $(nproc) cores"
 echo "idle server $(grep VmRSS /proc/$SERVER/status)"
-${CLIENT_WRAP:-} target/release/examples/subscribers "http://127.0.0.1:$PORT" "$KEY" "$SERVER" "$SUBSCRIBERS" "$EVENTS"
+for round in $(seq 0 $((ROUNDS - 1))); do
+  ${CLIENT_WRAP:-} "$RELEASE/examples/subscribers" "http://127.0.0.1:$PORT" "$KEY" "$SERVER" \
+    "$SUBSCRIBERS" "$EVENTS" $((round * EVENTS)) | tee -a "$WORK/fanout"
+  sleep 2 # the last round's sockets close
+done
+python3 - "$WORK/fanout" <<'PY'
+import re, statistics, sys
+p99 = [float(m.group(1)) for m in re.finditer(r"p99 ([0-9.]+) ms", open(sys.argv[1]).read())]
+print(f"fan-out p99 over {len(p99)} rounds: median {statistics.median(p99):.1f} ms ({', '.join(f'{x:.1f}' for x in p99)})")
+PY
 stop_server
 start_server
 

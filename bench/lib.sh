@@ -8,8 +8,9 @@ PORT=${PORT:-18181}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 
 cargo build --release --quiet --bin keyway --example seed
-BIN=target/release/keyway
-SEED=target/release/examples/seed
+RELEASE=${CARGO_TARGET_DIR:-target}/release # cargo's own output directory (CARGO_TARGET_DIR if set)
+BIN=$RELEASE/keyway
+SEED=$RELEASE/examples/seed
 WORK=$(mktemp -d)
 SERVER=
 trap '[ -n "$SERVER" ] && kill $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT

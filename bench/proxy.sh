@@ -71,9 +71,9 @@ else
   nginx_conf "$WORK/nginx" "$proxy_server" >"$WORK/nginx/nginx.conf"
 fi
 nginx -c "$WORK/nginx/nginx.conf"
-target/release/examples/floor "127.0.0.1:$FLOOR_PORT" "http://127.0.0.1:$UPSTREAM_PORT" &
+"$RELEASE/examples/floor" "127.0.0.1:$FLOOR_PORT" "http://127.0.0.1:$UPSTREAM_PORT" &
 FLOOR=$!
-target/release/examples/floor "127.0.0.1:$HYPER_FLOOR_PORT" "http://127.0.0.1:$UPSTREAM_PORT" hyper &
+"$RELEASE/examples/floor" "127.0.0.1:$HYPER_FLOOR_PORT" "http://127.0.0.1:$UPSTREAM_PORT" hyper &
 HYPER_FLOOR=$!
 trap 'for d in nginx upstream; do [ -s "$WORK/$d/nginx.conf" ] && nginx -c "$WORK/$d/nginx.conf" -s stop 2>/dev/null; done; kill $FLOOR $HYPER_FLOOR 2>/dev/null; [ -n "$SERVER" ] && kill $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
 

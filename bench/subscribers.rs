@@ -3,7 +3,10 @@
 //! subscriber's receipt (fan-out latency). Prints the server's RSS with all subscriptions
 //! open (from /proc), and p50 / p99 / max of the latencies. Used by `bench/events.sh`.
 //!
-//!   subscribers <base http url> <secret key> <server pid> <subscribers> <events>
+//!   subscribers <base http url> <secret key> <server pid> <subscribers> <events> [first]
+//!
+//! `first` numbers the events' consumers (`sub-bench-<first + n>`), so that repeated runs
+//! against one server create new connections.
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +23,7 @@ async fn main() {
     let (base, key, pid) = (args[1].clone(), args[2].clone(), args[3].clone());
     let count: usize = args[4].parse().unwrap();
     let events: usize = args[5].parse().unwrap();
+    let first: usize = args.get(6).map_or(0, |a| a.parse().unwrap());
     let ws_url = format!("{}/graphql/ws", base.replace("http://", "ws://"));
     let mut ready = Vec::new();
     let mut readers = Vec::new();
@@ -66,6 +70,7 @@ async fn main() {
                     .split_once("sub-bench-")
                     .and_then(|(_, rest)| rest.split('"').next())
                     .and_then(|n| n.parse::<usize>().ok())
+                    .and_then(|n| n.checked_sub(first))
                 {
                     received.push((event, at));
                     if received.len() == events {
@@ -94,9 +99,10 @@ async fn main() {
     );
 
     let client = reqwest::Client::new();
+    let cpu_before = (cpu_ms(&pid), cpu_ms("self"));
     let mut sent = Vec::new();
     for event in 0..events {
-        let body = json!({ "query": format!("mutation {{ createConnection(input: {{consumerId: \"sub-bench-{event}\", serviceId: \"stripe\", credentials: {{fields: {{api_key: \"sk_test_bench\"}}}}}}) {{ id }} }}") });
+        let body = json!({ "query": format!("mutation {{ createConnection(input: {{consumerId: \"sub-bench-{}\", serviceId: \"stripe\", credentials: {{fields: {{api_key: \"sk_test_bench\"}}}}}}) {{ id }} }}", first + event) });
         let response = client
             .post(format!("{base}/graphql"))
             .bearer_auth(&key)
@@ -120,6 +126,7 @@ async fn main() {
             _ => eprintln!("a subscriber did not receive every event in time"),
         }
     }
+    let cpu_after = (cpu_ms(&pid), cpu_ms("self"));
     let mut latencies: Vec<f64> = received
         .iter()
         .map(|(event, at)| at.saturating_duration_since(sent[*event]).as_secs_f64() * 1000.0)
@@ -135,4 +142,32 @@ async fn main() {
         pick(0.99),
         pick(1.0)
     );
+    // Both sides share the machine's cores: what each spent per delivery says whose work
+    // the latency is made of.
+    let per_delivery = |ms: f64| ms * 1000.0 / latencies.len().max(1) as f64;
+    println!(
+        "fan-out CPU per delivery: server {:.1} µs, load client {:.1} µs",
+        per_delivery(cpu_after.0 - cpu_before.0),
+        per_delivery(cpu_after.1 - cpu_before.1)
+    );
+}
+
+/// User + system CPU time of a process so far, in milliseconds (from /proc, in 10 ms ticks:
+/// fine over the whole fan-out).
+fn cpu_ms(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at the state, field 3.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the state.
+    // /proc counts in USER_HZ, which Linux fixes at 100 for user space.
+    (ticks(11) + ticks(12)) * 10.0
 }
