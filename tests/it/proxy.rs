@@ -92,6 +92,14 @@ async fn proxy(app: &TestApp, key: &str, input: Value) -> Value {
     body
 }
 
+fn proxy_log_entry(application: uuid::Uuid) -> keyway::service::usage::LogEntry {
+    keyway::service::usage::LogEntry::new(
+        application,
+        keyway::service::usage::ApiStyle::Proxy,
+        "proxy",
+    )
+}
+
 async fn flush_logs(app: &TestApp) {
     app.server().state().logs.flush(app.db()).await.unwrap();
 }
@@ -684,19 +692,11 @@ proxy_test!(
     |app, fake, tenant, id| async {
         let _ = (&fake, &id);
         // Two full 512-row statements and a remainder of 276 (256 + 16 + 4).
-        let application = keyway::ids::decode_as(
-            keyway::ids::NodeType::Application,
-            &async_graphql::ID(tenant.id.clone()),
-        )
-        .unwrap();
+        let application = tenant.application_uuid();
         app.upsert_consumer(&tenant.key, "alice").await;
         let logs = &app.server().state().logs;
         for n in 0..1300 {
-            let mut entry = keyway::service::usage::LogEntry::new(
-                application,
-                keyway::service::usage::ApiStyle::Proxy,
-                "proxy",
-            );
+            let mut entry = proxy_log_entry(application);
             entry.consumer_id = Some("alice".into());
             entry.path = format!("/items/{n}");
             entry.status_code = 200;
@@ -724,11 +724,7 @@ proxy_test!(
     |app, fake, tenant, id| async {
         use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter};
         let _ = (&fake, &id);
-        let application = keyway::ids::decode_as(
-            keyway::ids::NodeType::Application,
-            &async_graphql::ID(tenant.id.clone()),
-        )
-        .unwrap();
+        let application = tenant.application_uuid();
         // A row from 31 days ago, as the writer would have made it then (ids are UUIDv7 of
         // the entry's time).
         let old_at = chrono::Utc::now() - chrono::Duration::days(31);
@@ -763,11 +759,7 @@ proxy_test!(
         .insert(app.db())
         .await
         .unwrap();
-        let mut fresh = keyway::service::usage::LogEntry::new(
-            application,
-            keyway::service::usage::ApiStyle::Proxy,
-            "proxy",
-        );
+        let mut fresh = proxy_log_entry(application);
         fresh.path = "/fresh".into();
         app.server().state().logs.record(fresh);
         flush_logs(&app).await;

@@ -67,6 +67,17 @@ pub struct Tenant {
     pub key_id: String,
 }
 
+impl Tenant {
+    /// The application's own uuid (`id` is its global GraphQL id).
+    pub fn application_uuid(&self) -> uuid::Uuid {
+        keyway::ids::decode_as(
+            keyway::ids::NodeType::Application,
+            &async_graphql::ID(self.id.clone()),
+        )
+        .expect("an application id")
+    }
+}
+
 pub fn install_crypto() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
