@@ -170,7 +170,9 @@ impl RequestLogWriter {
 
 /// Deletes rows older than the retention. Ids are UUIDv7, so the smallest id of the cut-off
 /// millisecond bounds every older row; rows are keyed by `(application_id, id)`, so naming the
-/// applications lets the key find each one's old rows without a scan.
+/// applications lets the key find each one's old rows without a scan. Rows of an application
+/// that is no longer in `applications` are out of its reach: whatever deletes an application
+/// (none does yet) must delete its logs with it.
 pub async fn purge(db: &DatabaseConnection, retention_days: u64) -> Result<()> {
     let before = Utc::now() - chrono::Duration::days(retention_days as i64);
     let millis = u64::try_from(before.timestamp_millis()).unwrap_or(0);
