@@ -22,6 +22,9 @@ pub enum Error {
         retry_after_secs: u64,
     },
     Upstream(String),
+    /// The provider did not answer in time: `UPSTREAM_ERROR`, HTTP 504 (a gateway's timeout,
+    /// RFC 9110 §15.6.5), so HTTP clients can tell it from a refused or broken call.
+    UpstreamTimeout(String),
     /// The cause is logged, never shown.
     Internal(anyhow::Error),
 }
@@ -46,7 +49,8 @@ impl Error {
             Error::BadInput(why)
             | Error::TooLarge(why)
             | Error::Conflict(why)
-            | Error::Upstream(why) => why.clone(),
+            | Error::Upstream(why)
+            | Error::UpstreamTimeout(why) => why.clone(),
             Error::RateLimited { retry_after_secs } => {
                 format!("rate limited; retry after {retry_after_secs} s")
             }
@@ -71,7 +75,7 @@ impl Error {
             Error::BadInput(_) | Error::TooLarge(_) => "BAD_USER_INPUT",
             Error::Conflict(_) => "CONFLICT",
             Error::RateLimited { .. } => "RATE_LIMITED",
-            Error::Upstream(_) => "UPSTREAM_ERROR",
+            Error::Upstream(_) | Error::UpstreamTimeout(_) => "UPSTREAM_ERROR",
             Error::Internal(_) => "INTERNAL",
         }
     }
@@ -86,6 +90,7 @@ impl Error {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Upstream(_) => StatusCode::BAD_GATEWAY,
+            Error::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

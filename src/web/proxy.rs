@@ -101,6 +101,7 @@ async fn call(
     let max = state.config.proxy_max_body_bytes;
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| Error::bad_input("unsupported method"))?;
+    let head_only = method == reqwest::Method::HEAD;
     let length = req
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
@@ -144,7 +145,7 @@ async fn call(
         latency,
         status: response.status(),
     };
-    let response = respond(response, max).await?;
+    let response = respond(response, head_only, max).await?;
     Ok((upstream, response))
 }
 
@@ -219,8 +220,9 @@ fn to_reqwest_headers(headers: &actix_web::http::header::HeaderMap) -> reqwest::
 }
 
 /// The provider's answer, passed back: status, filtered headers, the body held (small) or
-/// streamed (large), cut off past `max` bytes.
-async fn respond(response: UpstreamResponse, max: u64) -> Result<HttpResponse> {
+/// streamed (large), cut off past `max` bytes. An answer to HEAD keeps the provider's
+/// framing (RFC 9110 §9.3.2: the `Content-Length` a GET would have) with no body.
+async fn respond(response: UpstreamResponse, head_only: bool, max: u64) -> Result<HttpResponse> {
     let status = StatusCode::from_u16(response.status().as_u16())
         .map_err(|_| Error::Upstream("the provider answered with an invalid status".into()))?;
     let mut builder = HttpResponse::build(status);
@@ -232,6 +234,13 @@ async fn respond(response: UpstreamResponse, max: u64) -> Result<HttpResponse> {
             builder.append_header((name, value));
         }
     }
+    if head_only {
+        if let Some(length) = declared_length(response.headers()) {
+            builder.no_chunking(length);
+        }
+        let nothing = futures_util::stream::empty::<std::io::Result<Bytes>>();
+        return Ok(builder.streaming(nothing));
+    }
     let length = response.content_length();
     if length.is_some_and(|l| l > max) {
         return Err(Error::Upstream(format!(
@@ -242,4 +251,14 @@ async fn respond(response: UpstreamResponse, max: u64) -> Result<HttpResponse> {
         Some(l) if l <= HELD_RESPONSE_BYTES => Ok(builder.body(response.bytes(max).await?)),
         _ => Ok(builder.streaming(response.into_stream(max))),
     }
+}
+
+/// The `Content-Length` the provider declared (hyper's body reports zero for HEAD).
+fn declared_length(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    headers
+        .get(reqwest::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }

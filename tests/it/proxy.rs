@@ -185,6 +185,34 @@ proxy_test!(
 );
 
 proxy_test!(
+    raw_head_keeps_the_providers_length_and_sends_no_body,
+    |_| {},
+    |app, fake, tenant, id| async {
+        // `/big?bytes=n` answers n bytes to GET, and the same `Content-Length` to HEAD.
+        let head = app
+            .client
+            .head(raw_url(&app, &id, "/big?bytes=1234"))
+            .bearer_auth(&tenant.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.status(), StatusCode::OK);
+        assert_eq!(
+            head.headers()["content-length"],
+            "1234",
+            "HEAD answers with the length a GET would have"
+        );
+        assert!(head.bytes().await.unwrap().is_empty());
+        assert_eq!(fake.api_requests().last().unwrap().method, "HEAD");
+
+        // The connection stays usable: no body bytes were left in it.
+        let get = raw_get(&app, &tenant.key, &id, "/big?bytes=1234").await;
+        assert_eq!(get.status(), StatusCode::OK);
+        assert_eq!(get.bytes().await.unwrap().len(), 1234);
+    }
+);
+
+proxy_test!(
     mutation_calls_by_connection_or_by_consumer_and_service,
     |_| {},
     |app, fake, tenant, id| async {
@@ -445,10 +473,10 @@ proxy_test!(
     |c| c.upstream_timeout_secs = 1,
     |app, fake, tenant, id| async {
         let _ = &fake;
-        // No answer in time: 502 UPSTREAM_ERROR, after about the timeout, not the provider's 3 s.
+        // No answer in time: 504 UPSTREAM_ERROR, after about the timeout, not the provider's 3 s.
         let started = std::time::Instant::now();
         let response = raw_get(&app, &tenant.key, &id, "/slow?ms=3000").await;
-        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"]["code"], "UPSTREAM_ERROR", "{body}");
         assert!(started.elapsed() < std::time::Duration::from_millis(2500));

@@ -25,7 +25,7 @@ fn too_large(max: u64) -> Error {
 }
 
 pub(super) fn timed_out() -> Error {
-    Error::Upstream("the provider did not answer in time".into())
+    Error::UpstreamTimeout("the provider did not answer in time".into())
 }
 
 impl UpstreamResponse {
