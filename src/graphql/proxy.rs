@@ -226,7 +226,6 @@ async fn run(
     }
     let status = i32::from(response.status().as_u16());
     let headers: Vec<HttpHeader> = proxy::headers::inbound(response.headers())
-        .iter()
         .map(|(name, value)| HttpHeader {
             name: name.as_str().to_owned(),
             value: String::from_utf8_lossy(value.as_bytes()).into_owned(),

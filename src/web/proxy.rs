@@ -226,7 +226,7 @@ async fn respond(response: UpstreamResponse, head_only: bool, max: u64) -> Resul
     let status = StatusCode::from_u16(response.status().as_u16())
         .map_err(|_| Error::Upstream("the provider answered with an invalid status".into()))?;
     let mut builder = HttpResponse::build(status);
-    for (name, value) in &proxy::headers::inbound(response.headers()) {
+    for (name, value) in proxy::headers::inbound(response.headers()) {
         if let (Ok(name), Ok(value)) = (
             actix_web::http::header::HeaderName::from_bytes(name.as_str().as_bytes()),
             actix_web::http::header::HeaderValue::from_bytes(value.as_bytes()),

@@ -88,21 +88,16 @@ pub fn outbound(caller: &HeaderMap, provider: &Provider) -> HeaderMap {
     out
 }
 
-/// The provider's headers that may go back to the caller.
-pub fn inbound(provider: &HeaderMap) -> HeaderMap {
+/// The provider's headers that may go back to the caller, as they come (no copy: the raw
+/// route writes them straight into its answer).
+pub fn inbound(provider: &HeaderMap) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
     let listed = connection_listed(provider);
-    let mut out = HeaderMap::with_capacity(provider.len());
-    for (name, value) in provider {
+    provider.iter().filter(move |(name, _)| {
         let lower = name.as_str();
-        if HOP_BY_HOP.contains(&lower)
+        !(HOP_BY_HOP.contains(&lower)
             || PROVIDER_ONLY.contains(&lower)
-            || listed.iter().any(|l| l == lower)
-        {
-            continue;
-        }
-        out.append(name.clone(), value.clone());
-    }
-    out
+            || listed.iter().any(|l| l == lower))
+    })
 }
 
 /// Where the credential goes: a header to set, or a query parameter to add.

@@ -142,7 +142,10 @@ pub async fn forward(
         CallBody::Bytes(bytes) => (OutboundBody::full(bytes.clone()), Some(bytes)),
         CallBody::Stream(stream) => (stream, None),
     };
-    let request = |target: &Target, body: OutboundBody| -> Result<http::Request<OutboundBody>> {
+    let request = |target: &Target,
+                   body: OutboundBody,
+                   headers: HeaderMap|
+     -> Result<http::Request<OutboundBody>> {
         let query = match &target.credential {
             Credential::Query(name, value) => {
                 Some(headers::query_with(query.as_deref(), name, value))
@@ -155,7 +158,7 @@ pub async fn forward(
         let mut request = http::Request::new(body);
         *request.method_mut() = method.clone();
         *request.uri_mut() = uri;
-        *request.headers_mut() = outbound.clone();
+        *request.headers_mut() = headers;
         if let Credential::Header(name, value) = &target.credential {
             request.headers_mut().insert(name.clone(), value.clone());
         }
@@ -163,18 +166,21 @@ pub async fn forward(
     };
     let timeout = Duration::from_secs(deps.config.upstream_timeout_secs);
 
+    // Only a call that may be retried needs its headers twice.
+    let retry = replay
+        .filter(|_| target.refreshable)
+        .map(|r| (r, outbound.clone()));
     let started = Instant::now();
-    let mut response = send(&http, request(&target, body)?, timeout).await?;
+    let mut response = send(&http, request(&target, body, outbound)?, timeout).await?;
     if response.status() == reqwest::StatusCode::UNAUTHORIZED
-        && target.refreshable
-        && let Some(replay) = replay
+        && let Some((replay, headers)) = retry
     {
         // The token may have been revoked or rotated early: refresh once and try again.
         // If the refresh fails, the provider's 401 is the answer.
         if let Ok(fresh) = fresh_target(deps, scope, &target, true).await {
             target = fresh;
-            let retry = request(&target, OutboundBody::full(replay))?;
-            response = send(&http, retry, timeout).await?;
+            let again = request(&target, OutboundBody::full(replay), headers)?;
+            response = send(&http, again, timeout).await?;
         }
     }
     Ok(Forwarded {
