@@ -1,21 +1,22 @@
 //! Inserting request-log rows. Under proxy load this runs thousands of times a second, so it
-//! skips the query builder: the values go straight into one multi-row `INSERT` per chunk, and
-//! chunks only come in a few sizes (512, then powers of two), so each connection prepares each
-//! statement once and reuses it.
+//! skips the ORM: the values are bound straight into one multi-row `INSERT` per chunk (sea-orm
+//! would copy every value once more on the way to sqlx), and chunks only come in a few sizes
+//! (512, then powers of two), so each connection prepares each statement once and reuses it.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, Value};
+use sea_orm::sqlx::{self, Database, Encode, Executor, Type};
+use sea_orm::{DatabaseBackend, DatabaseConnection};
 use uuid::{ContextV7, Timestamp, Uuid};
 
 use super::logs::LogEntry;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 const ERROR_MESSAGE_MAX: usize = 500;
 /// 512 rows × 20 values stays well inside SQLite's 32,766 and PostgreSQL's 65,535 bound
 /// parameters; each statement is one round trip to the database's thread.
 const CHUNK: usize = 512;
 
-/// Column order of `request_logs` as `values` fills it.
+/// Column order of `request_logs` as `insert_into` binds it.
 const COLUMNS: &[&str] = &[
     "id",
     "application_id",
@@ -39,12 +40,53 @@ const COLUMNS: &[&str] = &[
     "created_at",
 ];
 
-/// Inserts the rows, `CHUNK` at a time, then the rest in power-of-two chunks.
-pub async fn insert(
-    db: &impl ConnectionTrait,
-    rows: Vec<(Uuid, DateTime<Utc>, LogEntry)>,
-) -> Result<()> {
-    let backend = db.get_database_backend();
+pub type Row = (Uuid, DateTime<Utc>, LogEntry);
+
+/// Inserts the rows in one transaction (one commit, so one sync of the SQLite WAL), `CHUNK`
+/// at a time, then the rest in power-of-two chunks.
+pub async fn insert(db: &DatabaseConnection, rows: Vec<Row>) -> Result<()> {
+    // `store::connect` opens every connection from a sqlx pool of its backend.
+    match db.get_database_backend() {
+        DatabaseBackend::Postgres => {
+            insert_into(
+                db.get_postgres_connection_pool(),
+                DatabaseBackend::Postgres,
+                rows,
+            )
+            .await
+        }
+        _ => {
+            insert_into(
+                db.get_sqlite_connection_pool(),
+                DatabaseBackend::Sqlite,
+                rows,
+            )
+            .await
+        }
+    }
+}
+
+async fn insert_into<DB>(
+    pool: &sqlx::Pool<DB>,
+    backend: DatabaseBackend,
+    rows: Vec<Row>,
+) -> Result<()>
+where
+    DB: Database,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    Uuid: for<'t> Encode<'t, DB> + Type<DB>,
+    Option<Uuid>: for<'t> Encode<'t, DB> + Type<DB>,
+    String: for<'t> Encode<'t, DB> + Type<DB>,
+    Option<String>: for<'t> Encode<'t, DB> + Type<DB>,
+    &'static str: for<'t> Encode<'t, DB> + Type<DB>,
+    i32: for<'t> Encode<'t, DB> + Type<DB>,
+    bool: for<'t> Encode<'t, DB> + Type<DB>,
+    f64: for<'t> Encode<'t, DB> + Type<DB>,
+    Option<f64>: for<'t> Encode<'t, DB> + Type<DB>,
+    DateTime<Utc>: for<'t> Encode<'t, DB> + Type<DB>,
+{
+    let mut tx = pool.begin().await.map_err(Error::internal)?;
     let mut rows = rows.into_iter().peekable();
     let mut left = rows.len();
     while left > 0 {
@@ -53,18 +95,36 @@ pub async fn insert(
         } else {
             1 << left.ilog2()
         };
-        let mut values = Vec::with_capacity(size * COLUMNS.len());
+        let mut query = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql(backend, size)));
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
         for (id, at, entry) in rows.by_ref().take(size) {
-            push_values(&mut values, id, at, entry);
+            // In `COLUMNS` order.
+            query = query
+                .bind(id)
+                .bind(entry.application_id)
+                .bind(entry.request_id)
+                .bind(entry.api_style.as_str())
+                .bind(truncate(entry.operation, 200))
+                .bind(entry.http_method)
+                .bind(truncate(entry.path, 2000))
+                .bind(entry.base_url)
+                .bind(i32::from(entry.status_code))
+                .bind((200..400).contains(&entry.status_code))
+                .bind(ms(entry.duration))
+                .bind(entry.latency.map(ms))
+                .bind(entry.service_id)
+                .bind(entry.unified_api)
+                .bind(entry.consumer_id)
+                .bind(entry.connection_id)
+                .bind(entry.source_ip)
+                .bind(entry.error_message.map(|m| truncate(m, ERROR_MESSAGE_MAX)))
+                .bind(entry.sandbox)
+                .bind(at);
         }
-        db.execute_raw(Statement::from_sql_and_values(
-            backend,
-            sql(backend, size),
-            values,
-        ))
-        .await?;
+        query.execute(&mut *tx).await.map_err(Error::internal)?;
         left -= size;
     }
+    tx.commit().await.map_err(Error::internal)?;
     Ok(())
 }
 
@@ -86,32 +146,6 @@ fn sql(backend: DatabaseBackend, rows: usize) -> String {
         sql.push(')');
     }
     sql
-}
-
-fn push_values(values: &mut Vec<Value>, id: Uuid, at: DateTime<Utc>, entry: LogEntry) {
-    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
-    values.extend([
-        Value::from(id),
-        Value::from(entry.application_id),
-        Value::from(entry.request_id),
-        Value::from(entry.api_style.as_str()),
-        Value::from(truncate(entry.operation, 200)),
-        Value::from(entry.http_method),
-        Value::from(truncate(entry.path, 2000)),
-        Value::from(entry.base_url),
-        Value::from(i32::from(entry.status_code)),
-        Value::from((200..400).contains(&entry.status_code)),
-        Value::from(ms(entry.duration)),
-        Value::from(entry.latency.map(ms)),
-        Value::from(entry.service_id),
-        Value::from(entry.unified_api),
-        Value::from(entry.consumer_id),
-        Value::from(entry.connection_id),
-        Value::from(entry.source_ip),
-        Value::from(entry.error_message.map(|m| truncate(m, ERROR_MESSAGE_MAX))),
-        Value::from(entry.sandbox),
-        Value::from(at),
-    ]);
 }
 
 /// A UUIDv7 of the entry's own time (not the flush's), so that the retention purge, which
@@ -148,14 +182,6 @@ mod tests {
             sql(DatabaseBackend::Sqlite, 3).matches('?').count(),
             3 * COLUMNS.len()
         );
-        let mut values = Vec::new();
-        push_values(
-            &mut values,
-            Uuid::nil(),
-            Utc::now(),
-            LogEntry::new(Uuid::nil(), super::super::logs::ApiStyle::Proxy, "x"),
-        );
-        assert_eq!(values.len(), COLUMNS.len());
     }
 
     #[test]

@@ -10,7 +10,6 @@ use chrono::{DateTime, Utc};
 use entity::request_log::{Column, Entity, Model};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
-    TransactionTrait,
 };
 use tokio::sync::{Mutex, mpsc};
 use uuid::Uuid;
@@ -150,8 +149,7 @@ impl RequestLogWriter {
         }
     }
 
-    /// Writes everything queued now (shutdown, tests), in one transaction: one commit, so
-    /// one sync of the SQLite WAL, per flush.
+    /// Writes everything queued now (shutdown, tests), in one transaction.
     pub async fn flush(&self, db: &DatabaseConnection) -> Result<()> {
         let mut pending = self.pending.lock().await;
         let mut rows = Vec::with_capacity(pending.entries.len());
@@ -161,10 +159,7 @@ impl RequestLogWriter {
         if rows.is_empty() {
             return Ok(());
         }
-        let txn = db.begin().await?;
-        super::log_rows::insert(&txn, rows).await?;
-        txn.commit().await?;
-        Ok(())
+        super::log_rows::insert(db, rows).await
     }
 }
 
