@@ -3,7 +3,8 @@
 # local upstream (nginx answering a fixed JSON body), and wrk drives them alternately, ROUNDS
 # pairs of DURATION each, so machine noise lands on both sides alike. Prints every run, the
 # medians, their ratio and how many pairs B won. Used to judge one change (a build setting, a
-# hot-path edit) where single runs of bench/proxy.sh are too noisy.
+# hot-path edit) where single runs of bench/proxy.sh are too noisy. Each run also reports the
+# server's CPU time per request (user + system), which a busy machine disturbs less than req/s.
 #
 #   bench/proxy_ab.sh OLD_BINARY NEW_BINARY     # ROUNDS=4 DURATION=5s
 set -euo pipefail
@@ -61,17 +62,29 @@ curl -sf -H "authorization: Bearer $KA" "$UA" | grep -q Lovelace
 curl -sf -H "authorization: Bearer $KB" "$UB" | grep -q Lovelace
 for u in "$UA $KA" "$UB $KB"; do set -- $u; TOKEN=$2 wrk -t2 -c32 -d2s -s bench/http.lua "$1" >/dev/null; done
 : > "$WORK/results"
+PA=$(pgrep -f "serve --listen 127.0.0.1:18201"); PB=$(pgrep -f "serve --listen 127.0.0.1:18202")
+ticks() { cut -d' ' -f14,15 "/proc/$1/stat" | awk '{print $1 + $2}'; }
 for r in $(seq $ROUNDS); do
-  for u in "A $UA $KA" "B $UB $KB"; do set -- $u
-    out=$(TOKEN=$3 wrk -t2 -c32 -d$DURATION -s bench/http.lua "$2" | grep RESULT); echo "$1 $out" | tee -a "$WORK/results"
+  for u in "A $UA $KA $PA" "B $UB $KB $PB"; do set -- $u
+    before=$(ticks "$4")
+    out=$(TOKEN=$3 wrk -t2 -c32 -d$DURATION -s bench/http.lua "$2" | grep RESULT)
+    after=$(ticks "$4")
+    n=$(sed 's/.*requests=\([0-9]*\).*/\1/' <<<"$out")
+    cpu=$(python3 -c "print(round(($after - $before) * 1e6 / $(getconf CLK_TCK) / max($n, 1), 1))")
+    echo "$1 $out cpu_us=$cpu" | tee -a "$WORK/results"
   done
 done
 python3 - "$WORK/results" <<'PY'
 import re, statistics, sys
-r={}
+r={}; c={}
 for l in open(sys.argv[1]):
-    k=l.split()[0]; rps=float(re.search(r'rps=(\d+)',l).group(1)); r.setdefault(k,[]).append(rps)
+    k=l.split()[0]
+    r.setdefault(k,[]).append(float(re.search(r'rps=(\d+)',l).group(1)))
+    c.setdefault(k,[]).append(float(re.search(r'cpu_us=([\d.]+)',l).group(1)))
 a,b=statistics.median(r['A']),statistics.median(r['B'])
 wins=sum(1 for x,y in zip(r['A'],r['B']) if y>x)
 print(f"median A {a:.0f}  B {b:.0f}  B/A {b/a:.3f}  B won {wins}/{len(r['A'])} pairs")
+ca,cb=statistics.median(c['A']),statistics.median(c['B'])
+cheaper=sum(1 for x,y in zip(c['A'],c['B']) if y<x)
+print(f"server CPU us/request: median A {ca:.1f}  B {cb:.1f}  B/A {cb/ca:.3f}  B cheaper in {cheaper}/{len(c['A'])} pairs")
 PY
