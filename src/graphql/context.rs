@@ -27,8 +27,8 @@ impl LogTags {
     pub fn apply(&self, entry: &mut crate::service::usage::LogEntry) {
         let slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((consumer, service)) = slot.as_ref() {
-            entry.consumer_id = Some(consumer.clone());
-            entry.service_id = Some(service.clone());
+            entry.consumer_id = Some(consumer.as_str().into());
+            entry.service_id = Some(service.as_str().into());
         }
     }
 }

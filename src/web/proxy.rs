@@ -75,10 +75,11 @@ pub async fn proxy(
 pub fn describe(entry: &mut LogEntry, upstream: &Upstream) {
     let target = &upstream.target;
     entry.latency = Some(upstream.latency);
-    entry.base_url = Some(target.base.as_str().to_owned());
-    entry.service_id = Some(target.connection.service_id.clone());
-    entry.unified_api = Some(target.provider.unified_api.clone());
-    entry.consumer_id = Some(target.connection.consumer_id.clone());
+    let labels = &target.labels;
+    entry.base_url = Some(labels.base_url.clone());
+    entry.service_id = Some(labels.service_id.clone());
+    entry.unified_api = Some(labels.unified_api.clone());
+    entry.consumer_id = Some(labels.consumer_id.clone());
     entry.sandbox = target.sandbox();
     let status = upstream.status;
     if !status.is_success() && !status.is_redirection() {

@@ -891,6 +891,7 @@ proxy_test!(
             assert_eq!(node["unifiedApi"], "crm");
             assert_eq!(node["consumerId"], "alice");
             assert_eq!(node["connectionId"], id.as_str());
+            assert_eq!(node["baseUrl"], format!("http://{}/api", fake.host()));
             assert!(node["latencyMs"].as_f64().unwrap() <= node["durationMs"].as_f64().unwrap());
         }
         assert_eq!(nodes[0]["apiStyle"], "UNIFY");

@@ -45,6 +45,16 @@ pub struct Target {
     credential: Credential,
     /// An OAuth2 connection with a refresh token: a 401 is worth one refresh.
     refreshable: bool,
+    /// What every call's log entry says about the target, made once per load: each entry
+    /// shares these rather than copying them.
+    pub labels: LogLabels,
+}
+
+pub struct LogLabels {
+    pub base_url: Arc<str>,
+    pub service_id: Arc<str>,
+    pub unified_api: Arc<str>,
+    pub consumer_id: Arc<str>,
 }
 
 impl Target {
@@ -293,12 +303,19 @@ async fn load(deps: &Deps<'_>, scope: &AppScope, id: Uuid) -> Result<Arc<Target>
     let credential = headers::credential(&provider, &stored)?;
     let refreshable = provider.auth_type == AuthType::Oauth2
         && matches!(&stored, StoredCredentials::Oauth2(t) if t.refresh_token.is_some());
+    let labels = LogLabels {
+        base_url: base.as_str().into(),
+        service_id: conn.service_id.as_str().into(),
+        unified_api: provider.unified_api.as_str().into(),
+        consumer_id: conn.consumer_id.as_str().into(),
+    };
     let target = Arc::new(Target {
         connection: conn,
         provider,
         base,
         credential,
         refreshable,
+        labels,
     });
     deps.cache.insert(target.clone(), epoch);
     Ok(target)

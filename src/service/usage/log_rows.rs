@@ -3,6 +3,8 @@
 //! would copy every value once more on the way to sqlx), and chunks only come in a few sizes
 //! (512, then powers of two), so each connection prepares each statement once and reuses it.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use sea_orm::sqlx::{self, Database, Encode, Executor, Type};
 use sea_orm::{DatabaseBackend, DatabaseConnection};
@@ -79,6 +81,7 @@ where
     Option<Uuid>: for<'t> Encode<'t, DB> + Type<DB>,
     String: for<'t> Encode<'t, DB> + Type<DB>,
     Option<String>: for<'t> Encode<'t, DB> + Type<DB>,
+    Option<Arc<str>>: for<'t> Encode<'t, DB> + Type<DB>,
     &'static str: for<'t> Encode<'t, DB> + Type<DB>,
     i32: for<'t> Encode<'t, DB> + Type<DB>,
     bool: for<'t> Encode<'t, DB> + Type<DB>,

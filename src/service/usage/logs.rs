@@ -3,6 +3,7 @@
 //! background task (and what is queued is flushed at shutdown). When the queue is full, entries
 //! are dropped and counted rather than slowing the request path.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -53,14 +54,14 @@ pub struct LogEntry {
     pub operation: String,
     pub http_method: String,
     pub path: String,
-    pub base_url: Option<String>,
+    pub base_url: Option<Arc<str>>,
     pub status_code: u16,
     pub error_message: Option<String>,
     pub duration: Duration,
     pub latency: Option<Duration>,
-    pub service_id: Option<String>,
-    pub unified_api: Option<String>,
-    pub consumer_id: Option<String>,
+    pub service_id: Option<Arc<str>>,
+    pub unified_api: Option<Arc<str>>,
+    pub consumer_id: Option<Arc<str>>,
     pub connection_id: Option<Uuid>,
     pub source_ip: Option<String>,
     pub sandbox: bool,
