@@ -57,7 +57,7 @@ pub async fn insert(db: &DatabaseConnection, rows: Vec<Row>) -> Result<()> {
             )
             .await
         }
-        _ => {
+        DatabaseBackend::Sqlite => {
             insert_into(
                 db.get_sqlite_connection_pool(),
                 DatabaseBackend::Sqlite,
@@ -65,6 +65,9 @@ pub async fn insert(db: &DatabaseConnection, rows: Vec<Row>) -> Result<()> {
             )
             .await
         }
+        _ => Err(Error::internal(anyhow::anyhow!(
+            "request logs are stored in SQLite or PostgreSQL only"
+        ))),
     }
 }
 
