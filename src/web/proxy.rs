@@ -103,11 +103,11 @@ async fn call(
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| Error::bad_input("unsupported method"))?;
     let head_only = method == reqwest::Method::HEAD;
-    let length = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let length = declared_length(
+        req.headers()
+            .get(actix_web::http::header::CONTENT_LENGTH)
+            .map(|v| v.as_bytes()),
+    );
     if length.is_some_and(|l| l > max) {
         return Err(too_large(max));
     }
@@ -236,7 +236,8 @@ async fn respond(response: UpstreamResponse, head_only: bool, max: u64) -> Resul
         }
     }
     if head_only {
-        if let Some(length) = declared_length(response.headers()) {
+        let declared = response.headers().get(reqwest::header::CONTENT_LENGTH);
+        if let Some(length) = declared_length(declared.map(|v| v.as_bytes())) {
             builder.no_chunking(length);
         }
         let nothing = futures_util::stream::empty::<std::io::Result<Bytes>>();
@@ -254,12 +255,8 @@ async fn respond(response: UpstreamResponse, head_only: bool, max: u64) -> Resul
     }
 }
 
-/// The `Content-Length` the provider declared (hyper's body reports zero for HEAD).
-fn declared_length(headers: &reqwest::header::HeaderMap) -> Option<u64> {
-    headers
-        .get(reqwest::header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
+/// A `Content-Length` value, from the caller's request or the provider's answer (for HEAD,
+/// hyper's body reports zero whatever the provider declared).
+fn declared_length(value: Option<&[u8]>) -> Option<u64> {
+    std::str::from_utf8(value?).ok()?.parse().ok()
 }
