@@ -728,9 +728,37 @@ proxy_test!(
             entry.consumer_id = Some("alice".into());
             entry.path = format!("/items/{n}");
             entry.status_code = 200;
+            if n == 7 {
+                // Every column's value goes through each backend's bulk path intact.
+                entry.status_code = 503;
+                entry.error_message = Some("é".repeat(400));
+                entry.latency = Some(std::time::Duration::from_micros(1500));
+                entry.sandbox = true;
+                entry.request_id = Some("trace-7".into());
+            }
             logs.record(entry);
         }
         flush_logs(&app).await;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let row = entity::request_log::Entity::find()
+            .filter(entity::request_log::Column::Path.eq("/items/7"))
+            .one(app.db())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (row.status_code, row.success, row.sandbox),
+            (503, false, true)
+        );
+        assert_eq!(row.error_message, Some("é".repeat(250)), "cut at 500 bytes");
+        assert_eq!(row.latency_ms, Some(1.5));
+        assert_eq!(row.request_id.as_deref(), Some("trace-7"));
+        assert_eq!(row.consumer_id.as_deref(), Some("alice"));
+        assert_eq!(
+            (row.application_id, row.api_style.as_str()),
+            (application, "proxy")
+        );
+        assert!((chrono::Utc::now() - row.created_at).num_minutes() < 5);
         let stats = app
             .ok(
                 &tenant.key,
