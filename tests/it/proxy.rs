@@ -163,6 +163,8 @@ proxy_test!(
             .1;
         let by_uuid = raw_get(&app, &tenant.key, &uuid.to_string(), "/me").await;
         assert_eq!(by_uuid.status(), StatusCode::OK);
+        let generated = by_uuid.headers()["x-request-id"].to_str().unwrap();
+        assert!(generated.len() == 32 && generated.bytes().all(|b| b.is_ascii_hexdigit()));
 
         // Without a secret key: 401, and nothing reaches the provider.
         let anonymous = app
@@ -172,6 +174,7 @@ proxy_test!(
             .await
             .unwrap();
         assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+        assert!(anonymous.headers().contains_key("x-request-id"));
         let operator = app
             .client
             .get(raw_url(&app, &id, "/me"))
@@ -880,7 +883,17 @@ proxy_test!(
     |_| {},
     |app, fake, tenant, id| async {
         proxy(&app, &tenant.key, json!({ "connectionId": id, "path": "/contacts", "query": [{"name": "token", "value": "q-secret"}] })).await;
-        raw_get(&app, &tenant.key, &id, "/limited?api_key=q-secret-2").await;
+        // The raw route keeps its own request id (it runs without the middleware): the caller's
+        // is echoed and logged.
+        let raw = app
+            .client
+            .get(raw_url(&app, &id, "/limited?api_key=q-secret-2"))
+            .bearer_auth(&tenant.key)
+            .header("x-request-id", "trace-proxy-1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(raw.headers()["x-request-id"], "trace-proxy-1");
         let creds = app
             .ok(&tenant.key, "query($id: ID!) { connectionCredentials(id: $id, includeRefreshToken: true) { accessToken refreshToken } }", json!({ "id": id }))
             .await;
@@ -896,7 +909,7 @@ proxy_test!(
         );
         flush_logs(&app).await;
         let data = app
-            .ok(&tenant.key, "{ logs(first: 50) { edges { node { apiStyle operation httpMethod path statusCode success serviceId unifiedApi consumerId connectionId latencyMs durationMs errorMessage baseUrl } } } }", json!({}))
+            .ok(&tenant.key, "{ logs(first: 50) { edges { node { apiStyle operation httpMethod path statusCode success serviceId unifiedApi consumerId connectionId latencyMs durationMs errorMessage baseUrl requestId } } } }", json!({}))
             .await;
         let nodes: Vec<&Value> = data["logs"]["edges"]
             .as_array()
@@ -910,6 +923,7 @@ proxy_test!(
         assert_eq!(proxied.len(), 2);
         assert_eq!(proxied[0]["path"], "/limited");
         assert_eq!(proxied[0]["statusCode"], 429);
+        assert_eq!(proxied[0]["requestId"], "trace-proxy-1");
         assert_eq!(proxied[0]["success"], false);
         assert_eq!(proxied[0]["httpMethod"], "GET");
         assert_eq!(proxied[1]["path"], "/contacts");
