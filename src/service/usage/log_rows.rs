@@ -16,11 +16,11 @@ use super::logs::LogEntry;
 use crate::error::{Error, Result};
 
 const ERROR_MESSAGE_MAX: usize = 500;
-/// 512 rows × 20 values stays well inside SQLite's 32,766 and PostgreSQL's 65,535 bound
-/// parameters; each statement is one round trip to the database's thread.
+/// SQLite's statements: 512 rows × 20 values stays well inside its 32,766 bound parameters;
+/// each statement is one round trip to the database's thread.
 const CHUNK: usize = 512;
 
-/// Column order of `request_logs` as `insert_into` binds it.
+/// Column order of `request_logs` as both inserts bind it.
 const COLUMNS: &[&str] = &[
     "id",
     "application_id",
@@ -46,8 +46,9 @@ const COLUMNS: &[&str] = &[
 
 pub type Row = (Uuid, DateTime<Utc>, LogEntry);
 
-/// Inserts the rows in one transaction (one commit, so one sync of the SQLite WAL), `CHUNK`
-/// at a time, then the rest in power-of-two chunks.
+/// Inserts the rows all or none: on SQLite in one transaction (one commit, so one sync of the
+/// WAL), `CHUNK` at a time, then the rest in power-of-two chunks; on PostgreSQL in one
+/// statement.
 pub async fn insert(db: &DatabaseConnection, rows: Vec<Row>) -> Result<()> {
     // `store::connect` opens every connection from a sqlx pool of its backend.
     match db.get_database_backend() {
