@@ -20,28 +20,29 @@ const ERROR_MESSAGE_MAX: usize = 500;
 /// each statement is one round trip to the database's thread.
 const CHUNK: usize = 512;
 
-/// Column order of `request_logs` as both inserts bind it.
-const COLUMNS: &[&str] = &[
-    "id",
-    "application_id",
-    "request_id",
-    "api_style",
-    "operation",
-    "http_method",
-    "path",
-    "base_url",
-    "status_code",
-    "success",
-    "duration_ms",
-    "latency_ms",
-    "service_id",
-    "unified_api",
-    "consumer_id",
-    "connection_id",
-    "source_ip",
-    "error_message",
-    "sandbox",
-    "created_at",
+/// The columns of `request_logs` in the order both inserts bind them, each with its
+/// PostgreSQL type (for its array parameter).
+const COLUMNS: &[(&str, &str)] = &[
+    ("id", "uuid"),
+    ("application_id", "uuid"),
+    ("request_id", "text"),
+    ("api_style", "text"),
+    ("operation", "text"),
+    ("http_method", "text"),
+    ("path", "text"),
+    ("base_url", "text"),
+    ("status_code", "int4"),
+    ("success", "bool"),
+    ("duration_ms", "float8"),
+    ("latency_ms", "float8"),
+    ("service_id", "text"),
+    ("unified_api", "text"),
+    ("consumer_id", "text"),
+    ("connection_id", "uuid"),
+    ("source_ip", "text"),
+    ("error_message", "text"),
+    ("sandbox", "bool"),
+    ("created_at", "timestamptz"),
 ];
 
 pub type Row = (Uuid, DateTime<Utc>, LogEntry);
@@ -103,7 +104,7 @@ async fn insert_sqlite(pool: &sqlx::SqlitePool, rows: Vec<Row>) -> Result<()> {
 }
 
 fn sqlite_insert(rows: usize) -> String {
-    let mut sql = format!("INSERT INTO request_logs ({}) VALUES ", COLUMNS.join(", "));
+    let mut sql = format!("INSERT INTO request_logs ({}) VALUES ", column_names());
     let row = format!("({})", vec!["?"; COLUMNS.len()].join(", "));
     sql.push_str(&vec![row; rows].join(", "));
     sql
@@ -160,42 +161,23 @@ async fn insert_postgres(pool: &sqlx::PgPool, rows: Vec<Row>) -> Result<()> {
     Ok(())
 }
 
-/// The PostgreSQL type of each of `COLUMNS`, for its array parameter.
-const POSTGRES_TYPES: &[&str] = &[
-    "uuid",
-    "uuid",
-    "text",
-    "text",
-    "text",
-    "text",
-    "text",
-    "text",
-    "int4",
-    "bool",
-    "float8",
-    "float8",
-    "text",
-    "text",
-    "text",
-    "uuid",
-    "text",
-    "text",
-    "bool",
-    "timestamptz",
-];
-
 static POSTGRES_INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let arrays: Vec<String> = POSTGRES_TYPES
+    let arrays: Vec<String> = COLUMNS
         .iter()
         .enumerate()
-        .map(|(i, ty)| format!("${}::{ty}[]", i + 1))
+        .map(|(i, (_, ty))| format!("${}::{ty}[]", i + 1))
         .collect();
     format!(
         "INSERT INTO request_logs ({}) SELECT * FROM UNNEST({})",
-        COLUMNS.join(", "),
+        column_names(),
         arrays.join(", ")
     )
 });
+
+fn column_names() -> String {
+    let names: Vec<&str> = COLUMNS.iter().map(|(name, _)| *name).collect();
+    names.join(", ")
+}
 
 fn ms(duration: std::time::Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
@@ -241,7 +223,6 @@ mod tests {
     #[test]
     fn statements_have_one_placeholder_per_value() {
         assert_eq!(sqlite_insert(3).matches('?').count(), 3 * COLUMNS.len());
-        assert_eq!(POSTGRES_TYPES.len(), COLUMNS.len());
         assert!(POSTGRES_INSERT.ends_with(&format!("${}::timestamptz[])", COLUMNS.len())));
     }
 
