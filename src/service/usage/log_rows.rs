@@ -15,6 +15,9 @@ use uuid::{ContextV7, Timestamp, Uuid};
 use super::logs::LogEntry;
 use crate::error::{Error, Result};
 
+/// Longest stored text of these columns, in bytes (cut at a character boundary).
+const OPERATION_MAX: usize = 200;
+const PATH_MAX: usize = 2000;
 const ERROR_MESSAGE_MAX: usize = 500;
 /// SQLite's statements: 512 rows × 20 values stays well inside its 32,766 bound parameters;
 /// each statement is one round trip to the database's thread.
@@ -79,9 +82,9 @@ async fn insert_sqlite(pool: &sqlx::SqlitePool, rows: Vec<Row>) -> Result<()> {
                 .bind(entry.application_id)
                 .bind(entry.request_id)
                 .bind(entry.api_style.as_str())
-                .bind(truncate(entry.operation, 200))
+                .bind(truncate(entry.operation, OPERATION_MAX))
                 .bind(entry.http_method)
-                .bind(truncate(entry.path, 2000))
+                .bind(truncate(entry.path, PATH_MAX))
                 .bind(entry.base_url)
                 .bind(i32::from(entry.status_code))
                 .bind(success(entry.status_code))
@@ -112,16 +115,16 @@ fn sqlite_insert(rows: usize) -> String {
 
 /// One array per column, in `COLUMNS` order, with the column's type.
 async fn insert_postgres(pool: &sqlx::PgPool, rows: Vec<Row>) -> Result<()> {
-    let column = |pick: &dyn Fn(&Row) -> Option<&str>| rows.iter().map(pick).collect::<Vec<_>>();
     let entries = || rows.iter().map(|(_, _, entry)| entry);
+    let text = |pick: &dyn Fn(&LogEntry) -> Option<&str>| entries().map(pick).collect::<Vec<_>>();
     sqlx::query(sqlx::AssertSqlSafe(POSTGRES_INSERT.as_str()))
         .bind(rows.iter().map(|(id, ..)| *id).collect::<Vec<_>>())
         .bind(entries().map(|e| e.application_id).collect::<Vec<_>>())
-        .bind(column(&|(_, _, e)| e.request_id.as_deref()))
+        .bind(text(&|e| e.request_id.as_deref()))
         .bind(entries().map(|e| e.api_style.as_str()).collect::<Vec<_>>())
         .bind(
             entries()
-                .map(|e| clip(&e.operation, 200))
+                .map(|e| clip(&e.operation, OPERATION_MAX))
                 .collect::<Vec<_>>(),
         )
         .bind(
@@ -129,8 +132,12 @@ async fn insert_postgres(pool: &sqlx::PgPool, rows: Vec<Row>) -> Result<()> {
                 .map(|e| e.http_method.as_str())
                 .collect::<Vec<_>>(),
         )
-        .bind(entries().map(|e| clip(&e.path, 2000)).collect::<Vec<_>>())
-        .bind(column(&|(_, _, e)| e.base_url.as_deref()))
+        .bind(
+            entries()
+                .map(|e| clip(&e.path, PATH_MAX))
+                .collect::<Vec<_>>(),
+        )
+        .bind(text(&|e| e.base_url.as_deref()))
         .bind(
             entries()
                 .map(|e| i32::from(e.status_code))
@@ -143,12 +150,12 @@ async fn insert_postgres(pool: &sqlx::PgPool, rows: Vec<Row>) -> Result<()> {
         )
         .bind(entries().map(|e| ms(e.duration)).collect::<Vec<_>>())
         .bind(entries().map(|e| e.latency.map(ms)).collect::<Vec<_>>())
-        .bind(column(&|(_, _, e)| e.service_id.as_deref()))
-        .bind(column(&|(_, _, e)| e.unified_api.as_deref()))
-        .bind(column(&|(_, _, e)| e.consumer_id.as_deref()))
+        .bind(text(&|e| e.service_id.as_deref()))
+        .bind(text(&|e| e.unified_api.as_deref()))
+        .bind(text(&|e| e.consumer_id.as_deref()))
         .bind(entries().map(|e| e.connection_id).collect::<Vec<_>>())
-        .bind(column(&|(_, _, e)| e.source_ip.as_deref()))
-        .bind(column(&|(_, _, e)| {
+        .bind(text(&|e| e.source_ip.as_deref()))
+        .bind(text(&|e| {
             e.error_message
                 .as_deref()
                 .map(|m| clip(m, ERROR_MESSAGE_MAX))
