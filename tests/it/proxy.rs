@@ -739,6 +739,10 @@ proxy_test!(
                 entry.sandbox = true;
                 entry.request_id = Some("trace-7".into());
             }
+            if n == 8 {
+                // PostgreSQL's text refuses NUL: it must not sink the batch.
+                entry.error_message = Some("provider said \0 nothing".into());
+            }
             logs.record(entry);
         }
         flush_logs(&app).await;
@@ -762,6 +766,16 @@ proxy_test!(
             (application, "proxy")
         );
         assert!((chrono::Utc::now() - row.created_at).num_minutes() < 5);
+        let row = entity::request_log::Entity::find()
+            .filter(entity::request_log::Column::Path.eq("/items/8"))
+            .one(app.db())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            row.error_message.as_deref(),
+            Some("provider said \u{FFFD} nothing")
+        );
         let stats = app
             .ok(
                 &tenant.key,
@@ -774,6 +788,105 @@ proxy_test!(
             stats["consumerStats"]["requestCounts"]["proxy"], 1300,
             "{stats}"
         );
+    }
+);
+
+/// Paths of the application's proxy log rows that start with `prefix`, sorted.
+async fn logged_paths(app: &TestApp, application: uuid::Uuid, prefix: &str) -> Vec<String> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let mut paths: Vec<String> = entity::request_log::Entity::find()
+        .filter(entity::request_log::Column::ApplicationId.eq(application))
+        .filter(entity::request_log::Column::Path.starts_with(prefix))
+        .all(app.db())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.path)
+        .collect();
+    paths.sort();
+    paths
+}
+
+proxy_test!(
+    rows_of_a_failed_flush_are_written_by_the_next,
+    |_| {},
+    |app, fake, tenant, id| async {
+        use sea_orm::ConnectionTrait;
+        let _ = (&fake, &id);
+        let application = tenant.application_uuid();
+        let logs = &app.server().state().logs;
+        let record = |path: &str| {
+            let mut entry = proxy_log_entry(application);
+            entry.path = path.to_owned();
+            logs.record(entry);
+        };
+        // The table is away (as when the database is unreachable) while two calls are logged.
+        app.db()
+            .execute_unprepared("ALTER TABLE request_logs RENAME TO request_logs_away")
+            .await
+            .unwrap();
+        record("/kept/1");
+        record("/kept/2");
+        assert!(logs.flush(app.db()).await.is_err());
+        app.db()
+            .execute_unprepared("ALTER TABLE request_logs_away RENAME TO request_logs")
+            .await
+            .unwrap();
+        record("/kept/3");
+        flush_logs(&app).await;
+        assert_eq!(
+            logged_paths(&app, application, "/kept/").await,
+            ["/kept/1", "/kept/2", "/kept/3"],
+            "each row once, none lost"
+        );
+        assert_eq!(logs.dropped(), 0);
+    }
+);
+
+proxy_test!(
+    held_rows_the_database_keeps_refusing_are_dropped_and_logging_goes_on,
+    |_| {},
+    |app, fake, tenant, id| async {
+        use sea_orm::ConnectionTrait;
+        let _ = (&fake, &id);
+        let application = tenant.application_uuid();
+        let logs = &app.server().state().logs;
+        // The set-up's own calls are written first: only the refused rows below are held.
+        flush_logs(&app).await;
+        let refuse = if app.backend() == Backend::Postgres {
+            "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN \
+               IF NEW.path LIKE '/poison/%' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; \
+             END $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER refuse_poison BEFORE INSERT ON request_logs \
+               FOR EACH ROW EXECUTE FUNCTION refuse_poison()"
+        } else {
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON request_logs \
+               WHEN NEW.path LIKE '/poison/%' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        };
+        app.db().execute_unprepared(refuse).await.unwrap();
+        let record = |path: &str| {
+            let mut entry = proxy_log_entry(application);
+            entry.path = path.to_owned();
+            logs.record(entry);
+        };
+        let dropped = logs.dropped();
+        record("/poison/1");
+        record("/poison/2");
+        assert!(logs.flush(app.db()).await.is_err());
+        // Newer rows go in while the held two keep failing; after the third such flush the
+        // held rows are given up on.
+        for n in 1..=3 {
+            record(&format!("/after/{n}"));
+            let _ = logs.flush(app.db()).await;
+        }
+        record("/after/4");
+        flush_logs(&app).await;
+        assert_eq!(
+            logged_paths(&app, application, "/after/").await,
+            ["/after/1", "/after/2", "/after/3", "/after/4"]
+        );
+        assert!(logged_paths(&app, application, "/poison/").await.is_empty());
+        assert_eq!(logs.dropped() - dropped, 2, "both held rows are counted");
     }
 );
 

@@ -7,6 +7,8 @@
 //!   statement of 20 parameters whatever the row count, planned once, where a multi-row
 //!   `VALUES` of 10,240 parameters took ~3 times as long per row (`bench/log_insert.rs`).
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use sea_orm::sqlx;
 use sea_orm::{DatabaseBackend, DatabaseConnection};
@@ -53,7 +55,7 @@ pub type Row = (Uuid, DateTime<Utc>, LogEntry);
 /// Inserts the rows all or none: on SQLite in one transaction (one commit, so one sync of the
 /// WAL), `CHUNK` at a time, then the rest in power-of-two chunks; on PostgreSQL in one
 /// statement.
-pub async fn insert(db: &DatabaseConnection, rows: Vec<Row>) -> Result<()> {
+pub async fn insert(db: &DatabaseConnection, rows: &[Row]) -> Result<()> {
     // `store::connect` opens every connection from a sqlx pool of its backend.
     match db.get_database_backend() {
         DatabaseBackend::Postgres => insert_postgres(db.get_postgres_connection_pool(), rows).await,
@@ -64,10 +66,10 @@ pub async fn insert(db: &DatabaseConnection, rows: Vec<Row>) -> Result<()> {
     }
 }
 
-async fn insert_sqlite(pool: &sqlx::SqlitePool, rows: Vec<Row>) -> Result<()> {
+async fn insert_sqlite(pool: &sqlx::SqlitePool, rows: &[Row]) -> Result<()> {
     let mut tx = pool.begin().await.map_err(Error::internal)?;
-    let mut rows = rows.into_iter().peekable();
     let mut left = rows.len();
+    let mut rows = rows.iter();
     while left > 0 {
         let size = if left >= CHUNK {
             CHUNK
@@ -78,26 +80,26 @@ async fn insert_sqlite(pool: &sqlx::SqlitePool, rows: Vec<Row>) -> Result<()> {
         for (id, at, entry) in rows.by_ref().take(size) {
             // In `COLUMNS` order.
             query = query
-                .bind(id)
+                .bind(*id)
                 .bind(entry.application_id)
-                .bind(entry.request_id)
+                .bind(entry.request_id.as_deref())
                 .bind(entry.api_style.as_str())
-                .bind(truncate(entry.operation, OPERATION_MAX))
-                .bind(entry.http_method)
-                .bind(truncate(entry.path, PATH_MAX))
-                .bind(entry.base_url)
+                .bind(clip(&entry.operation, OPERATION_MAX))
+                .bind(entry.http_method.as_str())
+                .bind(clip(&entry.path, PATH_MAX))
+                .bind(entry.base_url.clone())
                 .bind(i32::from(entry.status_code))
                 .bind(success(entry.status_code))
                 .bind(ms(entry.duration))
                 .bind(entry.latency.map(ms))
-                .bind(entry.service_id)
-                .bind(entry.unified_api)
-                .bind(entry.consumer_id)
+                .bind(entry.service_id.clone())
+                .bind(entry.unified_api.clone())
+                .bind(entry.consumer_id.clone())
                 .bind(entry.connection_id)
-                .bind(entry.source_ip)
-                .bind(entry.error_message.map(|m| truncate(m, ERROR_MESSAGE_MAX)))
+                .bind(entry.source_ip.as_deref())
+                .bind(error_message(entry))
                 .bind(entry.sandbox)
-                .bind(at);
+                .bind(*at);
         }
         query.execute(&mut *tx).await.map_err(Error::internal)?;
         left -= size;
@@ -114,7 +116,7 @@ fn sqlite_insert(rows: usize) -> String {
 }
 
 /// One array per column, in `COLUMNS` order, with the column's type.
-async fn insert_postgres(pool: &sqlx::PgPool, rows: Vec<Row>) -> Result<()> {
+async fn insert_postgres(pool: &sqlx::PgPool, rows: &[Row]) -> Result<()> {
     let entries = || rows.iter().map(|(_, _, entry)| entry);
     let text = |pick: &dyn Fn(&LogEntry) -> Option<&str>| entries().map(pick).collect::<Vec<_>>();
     sqlx::query(sqlx::AssertSqlSafe(POSTGRES_INSERT.as_str()))
@@ -155,11 +157,7 @@ async fn insert_postgres(pool: &sqlx::PgPool, rows: Vec<Row>) -> Result<()> {
         .bind(text(&|e| e.consumer_id.as_deref()))
         .bind(entries().map(|e| e.connection_id).collect::<Vec<_>>())
         .bind(text(&|e| e.source_ip.as_deref()))
-        .bind(text(&|e| {
-            e.error_message
-                .as_deref()
-                .map(|m| clip(m, ERROR_MESSAGE_MAX))
-        }))
+        .bind(entries().map(error_message).collect::<Vec<_>>())
         .bind(entries().map(|e| e.sandbox).collect::<Vec<_>>())
         .bind(rows.iter().map(|(_, at, _)| *at).collect::<Vec<_>>())
         .execute(pool)
@@ -205,10 +203,15 @@ pub fn id_at(ids: &ContextV7, at: DateTime<Utc>) -> Uuid {
     ))
 }
 
-fn truncate(mut text: String, max: usize) -> String {
-    let end = clip(&text, max).len();
-    text.truncate(end);
-    text
+/// The stored error message: clipped, and without NUL characters, which PostgreSQL's text
+/// refuses (one would fail its whole batch). Messages may quote a provider's own words.
+fn error_message(entry: &LogEntry) -> Option<Cow<'_, str>> {
+    let message = clip(entry.error_message.as_deref()?, ERROR_MESSAGE_MAX);
+    Some(if message.contains('\0') {
+        Cow::Owned(message.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(message)
+    })
 }
 
 /// At most `max` bytes of `text`, cut at a character boundary.
@@ -249,8 +252,8 @@ mod tests {
     }
 
     #[test]
-    fn truncation_keeps_whole_characters() {
-        assert_eq!(truncate("ééé".into(), 3), "é");
-        assert_eq!(truncate("abc".into(), 5), "abc");
+    fn clipping_keeps_whole_characters() {
+        assert_eq!(clip("ééé", 3), "é");
+        assert_eq!(clip("abc", 5), "abc");
     }
 }

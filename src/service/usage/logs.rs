@@ -1,7 +1,8 @@
 //! Request logs: one row per call through Keyway, in Apideck's log model. Calls hand their
 //! entry to `RequestLogWriter::record`, which never waits: rows are inserted in batches by a
 //! background task (and what is queued is flushed at shutdown). When the queue is full, entries
-//! are dropped and counted rather than slowing the request path.
+//! are dropped and counted rather than slowing the request path. Rows whose insert fails are
+//! kept for the next flush, up to the queue's size (see `flush`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +16,7 @@ use sea_orm::{
 use tokio::sync::{Mutex, mpsc};
 use uuid::Uuid;
 
+use super::log_rows::{self, Row};
 use crate::auth::AppScope;
 use crate::error::{Error, Result};
 use crate::service::pagination::{Page, PageRequest};
@@ -102,6 +104,11 @@ pub struct RequestLogWriter {
 struct Pending {
     entries: mpsc::Receiver<(DateTime<Utc>, LogEntry)>,
     ids: uuid::ContextV7,
+    /// Rows whose insert failed, oldest first: written again before anything newer, at most
+    /// `QUEUE` of them.
+    held: Vec<Row>,
+    /// Flushes in a row in which the held rows failed while newer ones went in.
+    held_refused: u32,
 }
 
 impl Default for RequestLogWriter {
@@ -112,6 +119,8 @@ impl Default for RequestLogWriter {
             pending: Mutex::new(Pending {
                 entries: pending,
                 ids: uuid::ContextV7::new(),
+                held: Vec::new(),
+                held_refused: 0,
             }),
             dropped: AtomicU64::new(0),
         }
@@ -122,11 +131,22 @@ impl RequestLogWriter {
     /// Queues an entry; never waits.
     pub fn record(&self, entry: LogEntry) {
         if self.queue.try_send((Utc::now(), entry)).is_err() {
-            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if dropped.is_power_of_two() {
-                tracing::warn!(dropped, "request log queue full; entries dropped");
-            }
+            self.count_dropped(1, "request log queue full; entries dropped");
         }
+    }
+
+    fn count_dropped(&self, rows: u64, why: &'static str) {
+        let before = self.dropped.fetch_add(rows, Ordering::Relaxed);
+        let dropped = before + rows;
+        // Said once per doubling, not once per entry.
+        if before == 0 || dropped.ilog2() > before.ilog2() {
+            tracing::warn!(dropped, "{why}");
+        }
+    }
+
+    /// Entries lost since start: queue full, or held rows given up on.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// Forever: every `FLUSH_EVERY`, insert what is queued, in batches; delete rows past retention
@@ -136,10 +156,21 @@ impl RequestLogWriter {
         let mut last_purge = std::time::Instant::now() - Duration::from_secs(3600);
         let mut tick = tokio::time::interval(FLUSH_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
         loop {
             tick.tick().await;
-            if let Err(err) = self.flush(&db).await {
-                err.log();
+            // A database that is down fails every tick: say so when it starts and ends.
+            match self.flush(&db).await {
+                Err(err) if !failing => {
+                    failing = true;
+                    err.log();
+                }
+                Err(_) => {}
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!("request logs are being written again");
+                }
+                Ok(()) => {}
             }
             if last_purge.elapsed() > Duration::from_secs(3600) {
                 last_purge = std::time::Instant::now();
@@ -150,18 +181,62 @@ impl RequestLogWriter {
         }
     }
 
-    /// Writes everything queued now (shutdown, tests), in one transaction.
+    /// Writes everything queued now (also at shutdown, and in tests). Rows whose insert fails
+    /// are held and written first by the next flush, so a database that is briefly away
+    /// loses nothing. Held rows go in their own statement: when they keep failing while newer
+    /// rows go in (`HELD_REFUSALS` flushes in a row), one of them is refused whatever the
+    /// database's state, and they are dropped so that logging goes on.
     pub async fn flush(&self, db: &DatabaseConnection) -> Result<()> {
         let mut pending = self.pending.lock().await;
-        let mut rows = Vec::with_capacity(pending.entries.len());
+        let pending = &mut *pending;
+        let mut fresh = Vec::with_capacity(pending.entries.len());
         while let Ok((at, entry)) = pending.entries.try_recv() {
-            rows.push((super::log_rows::id_at(&pending.ids, at), at, entry));
+            fresh.push((log_rows::id_at(&pending.ids, at), at, entry));
         }
-        if rows.is_empty() {
-            return Ok(());
+        let held = std::mem::take(&mut pending.held);
+        let held_result = write(db, &held).await;
+        let fresh_result = write(db, &fresh).await;
+        match (&held_result, &fresh_result) {
+            (Ok(()), Ok(())) => pending.held_refused = 0,
+            (Ok(()), Err(_)) => pending.held = fresh,
+            (Err(_), Ok(())) if !fresh.is_empty() => {
+                pending.held_refused += 1;
+                if pending.held_refused >= HELD_REFUSALS {
+                    pending.held_refused = 0;
+                    self.count_dropped(
+                        held.len() as u64,
+                        "request log rows refused by the database; entries dropped",
+                    );
+                } else {
+                    pending.held = held;
+                }
+            }
+            (Err(_), _) => {
+                pending.held = held;
+                pending.held.extend(fresh);
+            }
         }
-        super::log_rows::insert(db, rows).await
+        let over = pending.held.len().saturating_sub(QUEUE);
+        if over > 0 {
+            pending.held.drain(..over);
+            self.count_dropped(
+                over as u64,
+                "request log rows held past the queue's size; oldest dropped",
+            );
+        }
+        held_result.and(fresh_result)
     }
+}
+
+/// After this many flushes in a row in which held rows fail and newer ones do not, the held
+/// rows are dropped.
+const HELD_REFUSALS: u32 = 3;
+
+async fn write(db: &DatabaseConnection, rows: &[Row]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    log_rows::insert(db, rows).await
 }
 
 /// Deletes rows older than the retention. Ids are UUIDv7, so the smallest id of the cut-off
