@@ -807,6 +807,13 @@ async fn logged_paths(app: &TestApp, application: uuid::Uuid, prefix: &str) -> V
     paths
 }
 
+/// Queues the log entry of a proxied call to `path`.
+fn record_path(app: &TestApp, application: uuid::Uuid, path: &str) {
+    let mut entry = proxy_log_entry(application);
+    entry.path = path.to_owned();
+    app.server().state().logs.record(entry);
+}
+
 proxy_test!(
     rows_of_a_failed_flush_are_written_by_the_next,
     |_| {},
@@ -815,24 +822,19 @@ proxy_test!(
         let _ = (&fake, &id);
         let application = tenant.application_uuid();
         let logs = &app.server().state().logs;
-        let record = |path: &str| {
-            let mut entry = proxy_log_entry(application);
-            entry.path = path.to_owned();
-            logs.record(entry);
-        };
         // The table is away (as when the database is unreachable) while two calls are logged.
         app.db()
             .execute_unprepared("ALTER TABLE request_logs RENAME TO request_logs_away")
             .await
             .unwrap();
-        record("/kept/1");
-        record("/kept/2");
+        record_path(&app, application, "/kept/1");
+        record_path(&app, application, "/kept/2");
         assert!(logs.flush(app.db()).await.is_err());
         app.db()
             .execute_unprepared("ALTER TABLE request_logs_away RENAME TO request_logs")
             .await
             .unwrap();
-        record("/kept/3");
+        record_path(&app, application, "/kept/3");
         flush_logs(&app).await;
         assert_eq!(
             logged_paths(&app, application, "/kept/").await,
@@ -864,22 +866,17 @@ proxy_test!(
                WHEN NEW.path LIKE '/poison/%' BEGIN SELECT RAISE(ABORT, 'refused'); END"
         };
         app.db().execute_unprepared(refuse).await.unwrap();
-        let record = |path: &str| {
-            let mut entry = proxy_log_entry(application);
-            entry.path = path.to_owned();
-            logs.record(entry);
-        };
         let dropped = logs.dropped();
-        record("/poison/1");
-        record("/poison/2");
+        record_path(&app, application, "/poison/1");
+        record_path(&app, application, "/poison/2");
         assert!(logs.flush(app.db()).await.is_err());
         // Newer rows go in while the held two keep failing; after the third such flush the
         // held rows are given up on.
         for n in 1..=3 {
-            record(&format!("/after/{n}"));
+            record_path(&app, application, &format!("/after/{n}"));
             let _ = logs.flush(app.db()).await;
         }
-        record("/after/4");
+        record_path(&app, application, "/after/4");
         flush_logs(&app).await;
         assert_eq!(
             logged_paths(&app, application, "/after/").await,
@@ -887,6 +884,29 @@ proxy_test!(
         );
         assert!(logged_paths(&app, application, "/poison/").await.is_empty());
         assert_eq!(logs.dropped() - dropped, 2, "both held rows are counted");
+    }
+);
+
+proxy_test!(
+    a_nul_in_a_callers_text_is_logged_and_sinks_no_batch,
+    |_| {},
+    |app, fake, tenant, id| async {
+        let _ = &fake;
+        let application = tenant.application_uuid();
+        // PostgreSQL's text refuses NUL; the mutation logs the path and method it was given.
+        let body = proxy(
+            &app,
+            &tenant.key,
+            json!({ "connectionId": id, "method": "GE\0T", "path": "/nul/\0" }),
+        )
+        .await;
+        assert_eq!(first_code(&body), "BAD_USER_INPUT", "{body}");
+        record_path(&app, application, "/nul/beside");
+        flush_logs(&app).await;
+        assert_eq!(
+            logged_paths(&app, application, "/nul/").await,
+            ["/nul/beside", "/nul/\u{FFFD}"]
+        );
     }
 );
 

@@ -8,6 +8,7 @@
 //!   `VALUES` of 10,240 parameters took ~3 times as long per row (`bench/log_insert.rs`).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sqlx;
@@ -21,6 +22,8 @@ use crate::error::{Error, Result};
 const OPERATION_MAX: usize = 200;
 const PATH_MAX: usize = 2000;
 const ERROR_MESSAGE_MAX: usize = 500;
+/// The `proxy` mutation logs the method it was given before checking it.
+const METHOD_MAX: usize = 32;
 /// SQLite's statements: 512 rows × 20 values stays well inside its 32,766 bound parameters;
 /// each statement is one round trip to the database's thread.
 const CHUNK: usize = 512;
@@ -82,21 +85,21 @@ async fn insert_sqlite(pool: &sqlx::SqlitePool, rows: &[Row]) -> Result<()> {
             query = query
                 .bind(*id)
                 .bind(entry.application_id)
-                .bind(entry.request_id.as_deref())
+                .bind(text(entry.request_id.as_deref()))
                 .bind(entry.api_style.as_str())
-                .bind(clip(&entry.operation, OPERATION_MAX))
-                .bind(entry.http_method.as_str())
-                .bind(clip(&entry.path, PATH_MAX))
-                .bind(entry.base_url.clone())
+                .bind(stored(&entry.operation, OPERATION_MAX))
+                .bind(stored(&entry.http_method, METHOD_MAX))
+                .bind(stored(&entry.path, PATH_MAX))
+                .bind(shared(&entry.base_url))
                 .bind(i32::from(entry.status_code))
                 .bind(success(entry.status_code))
                 .bind(ms(entry.duration))
                 .bind(entry.latency.map(ms))
-                .bind(entry.service_id.clone())
-                .bind(entry.unified_api.clone())
-                .bind(entry.consumer_id.clone())
+                .bind(shared(&entry.service_id))
+                .bind(shared(&entry.unified_api))
+                .bind(shared(&entry.consumer_id))
                 .bind(entry.connection_id)
-                .bind(entry.source_ip.as_deref())
+                .bind(text(entry.source_ip.as_deref()))
                 .bind(error_message(entry))
                 .bind(entry.sandbox)
                 .bind(*at);
@@ -118,28 +121,21 @@ fn sqlite_insert(rows: usize) -> String {
 /// One array per column, in `COLUMNS` order, with the column's type.
 async fn insert_postgres(pool: &sqlx::PgPool, rows: &[Row]) -> Result<()> {
     let entries = || rows.iter().map(|(_, _, entry)| entry);
-    let text = |pick: &dyn Fn(&LogEntry) -> Option<&str>| entries().map(pick).collect::<Vec<_>>();
+    let column = |pick: &dyn Fn(&LogEntry) -> Option<&str>| {
+        entries().map(|e| text(pick(e))).collect::<Vec<_>>()
+    };
+    let clipped = |pick: &dyn Fn(&LogEntry) -> &str, max| {
+        entries().map(|e| stored(pick(e), max)).collect::<Vec<_>>()
+    };
     sqlx::query(sqlx::AssertSqlSafe(POSTGRES_INSERT.as_str()))
         .bind(rows.iter().map(|(id, ..)| *id).collect::<Vec<_>>())
         .bind(entries().map(|e| e.application_id).collect::<Vec<_>>())
-        .bind(text(&|e| e.request_id.as_deref()))
+        .bind(column(&|e| e.request_id.as_deref()))
         .bind(entries().map(|e| e.api_style.as_str()).collect::<Vec<_>>())
-        .bind(
-            entries()
-                .map(|e| clip(&e.operation, OPERATION_MAX))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            entries()
-                .map(|e| e.http_method.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            entries()
-                .map(|e| clip(&e.path, PATH_MAX))
-                .collect::<Vec<_>>(),
-        )
-        .bind(text(&|e| e.base_url.as_deref()))
+        .bind(clipped(&|e| &e.operation, OPERATION_MAX))
+        .bind(clipped(&|e| &e.http_method, METHOD_MAX))
+        .bind(clipped(&|e| &e.path, PATH_MAX))
+        .bind(column(&|e| e.base_url.as_deref()))
         .bind(
             entries()
                 .map(|e| i32::from(e.status_code))
@@ -152,11 +148,11 @@ async fn insert_postgres(pool: &sqlx::PgPool, rows: &[Row]) -> Result<()> {
         )
         .bind(entries().map(|e| ms(e.duration)).collect::<Vec<_>>())
         .bind(entries().map(|e| e.latency.map(ms)).collect::<Vec<_>>())
-        .bind(text(&|e| e.service_id.as_deref()))
-        .bind(text(&|e| e.unified_api.as_deref()))
-        .bind(text(&|e| e.consumer_id.as_deref()))
+        .bind(column(&|e| e.service_id.as_deref()))
+        .bind(column(&|e| e.unified_api.as_deref()))
+        .bind(column(&|e| e.consumer_id.as_deref()))
         .bind(entries().map(|e| e.connection_id).collect::<Vec<_>>())
-        .bind(text(&|e| e.source_ip.as_deref()))
+        .bind(column(&|e| e.source_ip.as_deref()))
         .bind(entries().map(error_message).collect::<Vec<_>>())
         .bind(entries().map(|e| e.sandbox).collect::<Vec<_>>())
         .bind(rows.iter().map(|(_, at, _)| *at).collect::<Vec<_>>())
@@ -203,15 +199,35 @@ pub fn id_at(ids: &ContextV7, at: DateTime<Utc>) -> Uuid {
     ))
 }
 
-/// The stored error message: clipped, and without NUL characters, which PostgreSQL's text
-/// refuses (one would fail its whole batch). Messages may quote a provider's own words.
 fn error_message(entry: &LogEntry) -> Option<Cow<'_, str>> {
-    let message = clip(entry.error_message.as_deref()?, ERROR_MESSAGE_MAX);
-    Some(if message.contains('\0') {
-        Cow::Owned(message.replace('\0', "\u{FFFD}"))
-    } else {
-        Cow::Borrowed(message)
+    Some(stored(entry.error_message.as_deref()?, ERROR_MESSAGE_MAX))
+}
+
+/// An optional text column's value, stored whole.
+fn text(value: Option<&str>) -> Option<Cow<'_, str>> {
+    value.map(|v| stored(v, usize::MAX))
+}
+
+/// A shared label as stored (`stored`), still shared when it needs no change: SQLite binds
+/// an `Arc<str>` without copying it.
+fn shared(value: &Option<Arc<str>>) -> Option<Arc<str>> {
+    let value = value.as_ref()?;
+    Some(match stored(value, usize::MAX) {
+        Cow::Borrowed(_) => value.clone(),
+        Cow::Owned(changed) => changed.into(),
     })
+}
+
+/// Text as stored: at most `max` bytes, and NUL replaced by U+FFFD. PostgreSQL's text refuses
+/// NUL, and one refused row fails its whole batch; callers' own words reach these columns (a
+/// `proxy` mutation's path and method, GraphQL arguments, a provider's error text).
+fn stored(text: &str, max: usize) -> Cow<'_, str> {
+    let text = clip(text, max);
+    if text.contains('\0') {
+        Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(text)
+    }
 }
 
 /// At most `max` bytes of `text`, cut at a character boundary.
@@ -255,5 +271,12 @@ mod tests {
     fn clipping_keeps_whole_characters() {
         assert_eq!(clip("ééé", 3), "é");
         assert_eq!(clip("abc", 5), "abc");
+    }
+
+    #[test]
+    fn stored_text_has_no_nul() {
+        assert_eq!(stored("a\0b\0", 10), "a\u{FFFD}b\u{FFFD}");
+        assert!(matches!(stored("plain", 10), Cow::Borrowed("plain")));
+        assert_eq!(stored("ab\0", 2), "ab", "clipped first");
     }
 }
