@@ -911,6 +911,31 @@ proxy_test!(
 );
 
 proxy_test!(
+    a_batch_written_twice_is_stored_once,
+    |_| {},
+    |app, fake, tenant, id| async {
+        let _ = (&fake, &id);
+        // A flush whose commit went through but whose answer was lost writes its rows again.
+        let application = tenant.application_uuid();
+        let rows: Vec<_> = ["/twice/1", "/twice/2"]
+            .into_iter()
+            .map(|path| {
+                let mut entry = proxy_log_entry(application);
+                entry.path = path.into();
+                (uuid::Uuid::now_v7(), chrono::Utc::now(), entry)
+            })
+            .collect();
+        use keyway::service::usage::log_rows::{Attempt, insert};
+        insert(app.db(), &rows, Attempt::First).await.unwrap();
+        insert(app.db(), &rows, Attempt::Again).await.unwrap();
+        assert_eq!(
+            logged_paths(&app, application, "/twice/").await,
+            ["/twice/1", "/twice/2"]
+        );
+    }
+);
+
+proxy_test!(
     the_retention_purge_deletes_only_rows_older_than_it,
     |_| {},
     |app, fake, tenant, id| async {

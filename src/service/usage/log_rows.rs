@@ -58,18 +58,22 @@ pub type Row = (Uuid, DateTime<Utc>, LogEntry);
 /// Inserts the rows all or none: on SQLite in one transaction (one commit, so one sync of the
 /// WAL), `CHUNK` at a time, then the rest in power-of-two chunks; on PostgreSQL in one
 /// statement.
-pub async fn insert(db: &DatabaseConnection, rows: &[Row]) -> Result<()> {
+pub async fn insert(db: &DatabaseConnection, rows: &[Row], attempt: Attempt) -> Result<()> {
     // `store::connect` opens every connection from a sqlx pool of its backend.
     match db.get_database_backend() {
-        DatabaseBackend::Postgres => insert_postgres(db.get_postgres_connection_pool(), rows).await,
-        DatabaseBackend::Sqlite => insert_sqlite(db.get_sqlite_connection_pool(), rows).await,
+        DatabaseBackend::Postgres => {
+            insert_postgres(db.get_postgres_connection_pool(), rows, attempt).await
+        }
+        DatabaseBackend::Sqlite => {
+            insert_sqlite(db.get_sqlite_connection_pool(), rows, attempt).await
+        }
         _ => Err(Error::internal(anyhow::anyhow!(
             "request logs are stored in SQLite or PostgreSQL only"
         ))),
     }
 }
 
-async fn insert_sqlite(pool: &sqlx::SqlitePool, rows: &[Row]) -> Result<()> {
+async fn insert_sqlite(pool: &sqlx::SqlitePool, rows: &[Row], attempt: Attempt) -> Result<()> {
     let mut tx = pool.begin().await.map_err(Error::internal)?;
     let mut left = rows.len();
     let mut rows = rows.iter();
@@ -79,7 +83,7 @@ async fn insert_sqlite(pool: &sqlx::SqlitePool, rows: &[Row]) -> Result<()> {
         } else {
             1 << left.ilog2()
         };
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sqlite_insert(size)));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sqlite_insert(size, attempt)));
         for (id, at, entry) in rows.by_ref().take(size) {
             // In `COLUMNS` order.
             query = query
@@ -111,15 +115,37 @@ async fn insert_sqlite(pool: &sqlx::SqlitePool, rows: &[Row]) -> Result<()> {
     Ok(())
 }
 
-fn sqlite_insert(rows: usize) -> String {
+fn sqlite_insert(rows: usize, attempt: Attempt) -> String {
     let mut sql = format!("INSERT INTO request_logs ({}) VALUES ", column_names());
     let row = format!("({})", vec!["?"; COLUMNS.len()].join(", "));
     sql.push_str(&vec![row; rows].join(", "));
+    sql.push_str(attempt.conflicts());
     sql
 }
 
+/// Whether rows were offered to the database before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    First,
+    /// Their insert seemed to fail (`logs::RequestLogWriter::flush` holds them). If it had in
+    /// fact been committed (the answer to the commit was lost), the rows are already there
+    /// under the same ids: they are skipped rather than failing the batch again.
+    Again,
+}
+
+impl Attempt {
+    /// A first attempt cannot meet its own (new) ids, and skips the conflict check, which
+    /// costs PostgreSQL ~10% per row (`bench/log_insert.rs`).
+    fn conflicts(self) -> &'static str {
+        match self {
+            Attempt::First => "",
+            Attempt::Again => " ON CONFLICT DO NOTHING",
+        }
+    }
+}
+
 /// One array per column, in `COLUMNS` order, with the column's type.
-async fn insert_postgres(pool: &sqlx::PgPool, rows: &[Row]) -> Result<()> {
+async fn insert_postgres(pool: &sqlx::PgPool, rows: &[Row], attempt: Attempt) -> Result<()> {
     let entries = || rows.iter().map(|(_, _, entry)| entry);
     let column = |pick: &dyn Fn(&LogEntry) -> Option<&str>| {
         entries().map(|e| text(pick(e))).collect::<Vec<_>>()
@@ -127,7 +153,8 @@ async fn insert_postgres(pool: &sqlx::PgPool, rows: &[Row]) -> Result<()> {
     let clipped = |pick: &dyn Fn(&LogEntry) -> &str, max| {
         entries().map(|e| stored(pick(e), max)).collect::<Vec<_>>()
     };
-    sqlx::query(sqlx::AssertSqlSafe(POSTGRES_INSERT.as_str()))
+    let sql = format!("{}{}", *POSTGRES_INSERT, attempt.conflicts());
+    sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(rows.iter().map(|(id, ..)| *id).collect::<Vec<_>>())
         .bind(entries().map(|e| e.application_id).collect::<Vec<_>>())
         .bind(column(&|e| e.request_id.as_deref()))
@@ -248,7 +275,9 @@ mod tests {
 
     #[test]
     fn statements_have_one_placeholder_per_value() {
-        assert_eq!(sqlite_insert(3).matches('?').count(), 3 * COLUMNS.len());
+        let sql = sqlite_insert(3, Attempt::First);
+        assert_eq!(sql.matches('?').count(), 3 * COLUMNS.len());
+        assert!(sqlite_insert(3, Attempt::Again).ends_with(") ON CONFLICT DO NOTHING"));
         assert!(POSTGRES_INSERT.ends_with(&format!("${}::timestamptz[])", COLUMNS.len())));
     }
 

@@ -16,7 +16,7 @@ use sea_orm::{
 use tokio::sync::{Mutex, mpsc};
 use uuid::Uuid;
 
-use super::log_rows::{self, Row};
+use super::log_rows::{self, Attempt, Row};
 use crate::auth::AppScope;
 use crate::error::{Error, Result};
 use crate::service::pagination::{Page, PageRequest};
@@ -194,8 +194,8 @@ impl RequestLogWriter {
             fresh.push((log_rows::id_at(&pending.ids, at), at, entry));
         }
         let held = std::mem::take(&mut pending.held);
-        let held_result = write(db, &held).await;
-        let fresh_result = write(db, &fresh).await;
+        let held_result = write(db, &held, Attempt::Again).await;
+        let fresh_result = write(db, &fresh, Attempt::First).await;
         match (&held_result, &fresh_result) {
             (Ok(()), Ok(())) => pending.held_refused = 0,
             (Ok(()), Err(_)) => pending.held = fresh,
@@ -232,11 +232,11 @@ impl RequestLogWriter {
 /// rows are dropped.
 const HELD_REFUSALS: u32 = 3;
 
-async fn write(db: &DatabaseConnection, rows: &[Row]) -> Result<()> {
+async fn write(db: &DatabaseConnection, rows: &[Row], attempt: Attempt) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
-    log_rows::insert(db, rows).await
+    log_rows::insert(db, rows, attempt).await
 }
 
 /// Deletes rows older than the retention. Ids are UUIDv7, so the smallest id of the cut-off

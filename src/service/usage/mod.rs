@@ -2,7 +2,7 @@
 
 pub mod counters;
 pub mod limits;
-mod log_rows;
+pub mod log_rows;
 pub mod logs;
 
 pub use limits::Limits;
