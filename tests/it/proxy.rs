@@ -807,10 +807,16 @@ async fn logged_paths(app: &TestApp, application: uuid::Uuid, prefix: &str) -> V
     paths
 }
 
-/// Queues the log entry of a proxied call to `path`.
-fn record_path(app: &TestApp, application: uuid::Uuid, path: &str) {
+/// The log entry of a proxied call to `path`.
+fn proxy_log_entry_to(application: uuid::Uuid, path: &str) -> keyway::service::usage::LogEntry {
     let mut entry = proxy_log_entry(application);
     entry.path = path.to_owned();
+    entry
+}
+
+/// Queues the log entry of a proxied call to `path`.
+fn record_path(app: &TestApp, application: uuid::Uuid, path: &str) {
+    let entry = proxy_log_entry_to(application, path);
     app.server().state().logs.record(entry);
 }
 
@@ -920,8 +926,7 @@ proxy_test!(
         let rows: Vec<_> = ["/twice/1", "/twice/2"]
             .into_iter()
             .map(|path| {
-                let mut entry = proxy_log_entry(application);
-                entry.path = path.into();
+                let entry = proxy_log_entry_to(application, path);
                 (uuid::Uuid::now_v7(), chrono::Utc::now(), entry)
             })
             .collect();
