@@ -134,8 +134,8 @@ pub enum Attempt {
 }
 
 impl Attempt {
-    /// A first attempt cannot meet its own (new) ids, and skips the conflict check, which
-    /// costs PostgreSQL ~10% per row (`bench/log_insert.rs`).
+    /// A first attempt cannot meet its own (new) ids, and skips the conflict check: on
+    /// PostgreSQL it made every fastest flush ~20% dearer per row (`bench/log_insert.rs`).
     fn conflicts(self) -> &'static str {
         match self {
             Attempt::First => "",
