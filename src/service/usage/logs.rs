@@ -197,8 +197,13 @@ impl RequestLogWriter {
         let held_result = write(db, &held, Attempt::Again).await;
         let fresh_result = write(db, &fresh, Attempt::First).await;
         match (&held_result, &fresh_result) {
-            (Ok(()), Ok(())) => pending.held_refused = 0,
-            (Ok(()), Err(_)) => pending.held = fresh,
+            // The held rows went in: the count of their refusals starts again with the next.
+            (Ok(()), fresh_result) => {
+                pending.held_refused = 0;
+                if fresh_result.is_err() {
+                    pending.held = fresh;
+                }
+            }
             (Err(_), Ok(())) if !fresh.is_empty() => {
                 pending.held_refused += 1;
                 if pending.held_refused >= HELD_REFUSALS {
