@@ -39,7 +39,9 @@ pub async fn authenticate(
         return Ok(principal);
     }
     let epoch = cache.epoch();
-    let principal = lookup(db, last_used, token).await?;
+    // Boxed: the database lookup's future is large, and inline it would make every cached
+    // call's future as large (actix moves each request's future into a box).
+    let principal = Box::pin(lookup(db, last_used, token)).await?;
     cache.insert(hash, principal.clone(), epoch);
     Ok(principal)
 }

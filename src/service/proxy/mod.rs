@@ -133,7 +133,7 @@ pub async fn forward(
 ) -> Result<Forwarded> {
     let mut target = target(deps, scope, id).await?;
     if refresh::due(&target.connection) {
-        target = fresh_target(deps, scope, &target, false).await?;
+        target = Box::pin(fresh_target(deps, scope, &target, false)).await?;
     }
     let ProxyCall {
         method,
@@ -187,7 +187,7 @@ pub async fn forward(
     {
         // The token may have been revoked or rotated early: refresh once and try again.
         // If the refresh fails, the provider's 401 is the answer.
-        if let Ok(fresh) = fresh_target(deps, scope, &target, true).await {
+        if let Ok(fresh) = Box::pin(fresh_target(deps, scope, &target, true)).await {
             target = fresh;
             let again = request(&target, OutboundBody::full(replay), headers)?;
             response = send(&http, again, timeout).await?;
@@ -230,13 +230,17 @@ fn upstream_error(err: &hyper_util::client::legacy::Error) -> Error {
 }
 
 /// The target from the cache, or loaded and cached.
+///
+/// Loading (and refreshing, in `forward`) is boxed: their database futures are large, and
+/// held inline they made every call's future 24 KB, which actix moves into a box on every
+/// request, and which the cached path never needs.
 async fn target(deps: &Deps<'_>, scope: &AppScope, id: Uuid) -> Result<Arc<Target>> {
     if let Some(cached) = deps.cache.get(id)
         && connections::visible(scope, &cached.connection)
     {
         return Ok(cached);
     }
-    load(deps, scope, id).await
+    Box::pin(load(deps, scope, id)).await
 }
 
 /// Refreshes the token (or waits for whoever is refreshing it) and loads the result. When

@@ -99,7 +99,9 @@ impl UsageCounters {
             counters.contains_key(&(key.to_owned(), start))
         };
         if !known {
-            let total = add(db, key, start, 0).await?;
+            // Boxed, once per window: inline, the database future would make every counted
+            // call's future as large.
+            let total = Box::pin(add(db, key, start, 0)).await?;
             let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
             let counter = counters
                 .entry((key.to_owned(), start))

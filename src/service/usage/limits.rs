@@ -43,14 +43,8 @@ impl Limits {
         let plan = match self.plans.get(&application_id) {
             Some(plan) => plan,
             None => {
-                let plan = application::Entity::find_by_id(application_id)
-                    .one(db)
-                    .await?
-                    .map(|a| Plan {
-                        per_minute: a.requests_per_minute,
-                        per_month: a.requests_per_month,
-                    })
-                    .unwrap_or_default();
+                // Boxed: a database future inline would make every call's future as large.
+                let plan = Box::pin(load_plan(db, application_id)).await?;
                 self.plans.insert(application_id, plan);
                 plan
             }
@@ -106,4 +100,15 @@ impl Limits {
             .take_shared(db, &key, Window::Minute, limit, cost)
             .await
     }
+}
+
+async fn load_plan(db: &DatabaseConnection, application_id: Uuid) -> Result<Plan> {
+    Ok(application::Entity::find_by_id(application_id)
+        .one(db)
+        .await?
+        .map(|a| Plan {
+            per_minute: a.requests_per_minute,
+            per_month: a.requests_per_month,
+        })
+        .unwrap_or_default())
 }
