@@ -43,13 +43,14 @@ const CALLER_ONLY: &[&str] = &[
 /// Never passed back: the provider's session cookies are no business of the caller.
 const PROVIDER_ONLY: &[&str] = &["set-cookie", "set-cookie2", "content-length"];
 
-fn connection_listed(headers: &HeaderMap) -> Vec<String> {
+/// The header names a `Connection` header lists (as written: compare ignoring case).
+fn connection_listed(headers: &HeaderMap) -> Vec<&str> {
     headers
         .get_all(reqwest::header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|name| name.trim().to_ascii_lowercase())
+        .map(str::trim)
         .filter(|name| !name.is_empty())
         .collect()
 }
@@ -66,7 +67,7 @@ pub fn outbound(caller: &HeaderMap, provider: &Provider) -> HeaderMap {
         let lower = name.as_str();
         if HOP_BY_HOP.contains(&lower)
             || CALLER_ONLY.contains(&lower)
-            || listed.iter().any(|l| l == lower)
+            || listed.iter().any(|l| l.eq_ignore_ascii_case(lower))
             || injected.as_deref() == Some(lower)
             || provider
                 .headers
@@ -96,7 +97,7 @@ pub fn inbound(provider: &HeaderMap) -> impl Iterator<Item = (&HeaderName, &Head
         let lower = name.as_str();
         !(HOP_BY_HOP.contains(&lower)
             || PROVIDER_ONLY.contains(&lower)
-            || listed.iter().any(|l| l == lower))
+            || listed.iter().any(|l| l.eq_ignore_ascii_case(lower)))
     })
 }
 
@@ -221,7 +222,7 @@ mod tests {
             ("authorization", "Bearer kw_sk_mine"),
             ("host", "keyway.local"),
             ("cookie", "session=1"),
-            ("connection", "close, x-secret-hop"),
+            ("connection", "close, X-Secret-Hop"),
             ("x-secret-hop", "1"),
             ("keep-alive", "timeout=5"),
             ("transfer-encoding", "chunked"),

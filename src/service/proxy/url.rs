@@ -3,6 +3,7 @@
 //! another scheme, host or port, or above the base path: dot segments, backslashes,
 //! network-path (`//host`) and absolute forms are refused, in any percent-encoding.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use percent_encoding::percent_decode_str;
@@ -83,7 +84,7 @@ pub fn join(base: &Url, path: &str, query: Option<&str>) -> Result<Url> {
     }
     // Undo up to three layers of percent-encoding and look at the segments each time:
     // `%2e%2e`, `%252e%252e`, `..%2f` and `..%5c` are all the parent directory somewhere.
-    let mut decoded = relative.to_owned();
+    let mut decoded = Cow::Borrowed(relative);
     for _ in 0..3 {
         if decoded
             .split(['/', '\\'])
@@ -94,13 +95,17 @@ pub fn join(base: &Url, path: &str, query: Option<&str>) -> Result<Url> {
         {
             return Err(refuse("it may not leave the provider's API"));
         }
+        // Without a '%' there is no further layer (and no copy to make, on every call).
+        if !decoded.contains('%') {
+            break;
+        }
         let next = percent_decode_str(&decoded)
             .decode_utf8_lossy()
             .into_owned();
         if next == decoded {
             break;
         }
-        decoded = next;
+        decoded = Cow::Owned(next);
     }
     if query.is_some_and(|q| q.len() > QUERY_MAX || q.contains('#')) {
         return Err(Error::bad_input(
@@ -113,9 +118,10 @@ pub fn join(base: &Url, path: &str, query: Option<&str>) -> Result<Url> {
     url.set_path(&format!("{base_path}/{relative}"));
     url.set_query(query.filter(|q| !q.is_empty()));
     // Belt and braces: whatever the parser made of it, it is still below the base.
-    let below = url.path() == base_path
-        || url.path().starts_with(&format!("{base_path}/"))
-        || (base_path.is_empty() && url.path().starts_with('/'));
+    let below = url
+        .path()
+        .strip_prefix(base_path)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
     if url.scheme() != base.scheme()
         || url.host() != base.host()
         || url.port_or_known_default() != base.port_or_known_default()
