@@ -102,6 +102,7 @@ impl Limits {
     }
 }
 
+/// The application's plan as stored; a missing row means no limits.
 async fn load_plan(db: &DatabaseConnection, application_id: Uuid) -> Result<Plan> {
     Ok(application::Entity::find_by_id(application_id)
         .one(db)
