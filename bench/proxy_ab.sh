@@ -10,6 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A=$(realpath "$1"); B=$(realpath "$2"); ROUNDS=${ROUNDS:-4}; DURATION=${DURATION:-5s}
+# Two copies of one build would "measure" noise as a difference (see the README on shared
+# target directories).
+if cmp -s "$A" "$B"; then echo "proxy_ab: $1 and $2 are the same binary" >&2; exit 1; fi
 UP=${UPSTREAM_PORT:-18191}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx >/dev/null; }
