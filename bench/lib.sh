@@ -13,6 +13,8 @@ BIN=$RELEASE/keyway
 SEED=$RELEASE/examples/seed
 WORK=$(mktemp -d)
 SERVER=
+# A command the server runs under (bench/proxy_instructions.sh: valgrind), or nothing.
+SERVE_WRAP=${SERVE_WRAP:-}
 trap '[ -n "$SERVER" ] && kill $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
 
 now_ms() { date +%s%3N; }
@@ -24,7 +26,7 @@ gql() { # token, json body
 
 start_server() { # sets SERVER and READY_MS (start-to-ready milliseconds)
   local t0; t0=$(now_ms)
-  KEYWAY_LOG_LEVEL=warn "$BIN" serve --listen "127.0.0.1:$PORT" >"$WORK/serve.log" 2>&1 &
+  KEYWAY_LOG_LEVEL=warn $SERVE_WRAP "$BIN" serve --listen "127.0.0.1:$PORT" >"$WORK/serve.log" 2>&1 &
   SERVER=$!
   until curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null; do sleep 0.005; done
   READY_MS=$(( $(now_ms) - t0 ))
@@ -59,6 +61,27 @@ measure() {
   out=$(TOKEN=$KEY BODY=$body wrk -t2 -c"$CONNECTIONS" -d"$DURATION" -s bench/graphql.lua \
     "http://127.0.0.1:$PORT/graphql" | grep RESULT)
   echo "$label: ${out#RESULT }"
+}
+
+# Prints the id of a new connection of KEY's application to a custom API-key provider whose
+# base URL is the local upstream on port $1 (the raw proxy benchmarks' target).
+proxy_connection() { # upstream port
+  local integration
+  integration=$(python3 - "$1" <<'PY'
+import json, sys
+provider = {
+    "service_id": "benchapi", "name": "Bench API", "unified_api": "crm", "auth_type": "api_key",
+    "base_url": f"http://127.0.0.1:{sys.argv[1]}/api",
+    "credential_fields": [{"id": "api_key", "label": "Key", "type": "password", "required": True}],
+    "injection": {"type": "header", "name": "X-Api-Key", "field": "api_key"},
+}
+print(json.dumps({"query": 'mutation($p: JSON) { createIntegration(input: {serviceId: "benchapi", customProvider: $p}) { id } }',
+                  "variables": {"p": provider}}))
+PY
+  )
+  gql "$KEY" "$integration" >/dev/null
+  gql "$KEY" '{"query":"mutation { createConnection(input: {consumerId: \"bench\", serviceId: \"benchapi\", credentials: {fields: {api_key: \"upstream-key\"}}}) { id } }"}' \
+    | python3 -c 'import sys,json; print(json.load(sys.stdin)["data"]["createConnection"]["id"])'
 }
 
 # With BENCH_DATABASE_URL=postgres://…/db, runs "$1 postgres <fresh database url>" too.

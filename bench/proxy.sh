@@ -78,21 +78,7 @@ HYPER_FLOOR=$!
 trap 'for d in nginx upstream; do [ -s "$WORK/$d/nginx.conf" ] && nginx -c "$WORK/$d/nginx.conf" -s stop 2>/dev/null; done; kill $FLOOR $HYPER_FLOOR 2>/dev/null; [ -n "$SERVER" ] && kill $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
 
 new_store sqlite ""
-INTEGRATION=$(python3 - "$UPSTREAM_PORT" <<'PY'
-import json, sys
-provider = {
-    "service_id": "benchapi", "name": "Bench API", "unified_api": "crm", "auth_type": "api_key",
-    "base_url": f"http://127.0.0.1:{sys.argv[1]}/api",
-    "credential_fields": [{"id": "api_key", "label": "Key", "type": "password", "required": True}],
-    "injection": {"type": "header", "name": "X-Api-Key", "field": "api_key"},
-}
-print(json.dumps({"query": 'mutation($p: JSON) { createIntegration(input: {serviceId: "benchapi", customProvider: $p}) { id } }',
-                  "variables": {"p": provider}}))
-PY
-)
-gql "$KEY" "$INTEGRATION" >/dev/null
-ID=$(gql "$KEY" '{"query":"mutation { createConnection(input: {consumerId: \"bench\", serviceId: \"benchapi\", credentials: {fields: {api_key: \"upstream-key\"}}}) { id } }"}' \
-  | python3 -c 'import sys,json; print(json.load(sys.stdin)["data"]["createConnection"]["id"])')
+ID=$(proxy_connection "$UPSTREAM_PORT")
 DIRECT="http://127.0.0.1:$UPSTREAM_PORT/api/items"
 NGINX="http://127.0.0.1:$NGINX_PORT/api/items"
 FLOOR_URL="http://127.0.0.1:$FLOOR_PORT/api/items"
