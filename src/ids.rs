@@ -48,13 +48,13 @@ pub fn encode(kind: NodeType, id: Uuid) -> ID {
 }
 
 /// Any global id: its type and row id.
-pub fn decode(id: &ID) -> Result<(NodeType, Uuid)> {
+pub fn decode(id: &str) -> Result<(NodeType, Uuid)> {
     let invalid = || Error::bad_input("malformed id");
     if id.len() > 128 {
         return Err(invalid());
     }
     let text = URL_SAFE_NO_PAD
-        .decode(id.as_str())
+        .decode(id)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
         .ok_or_else(invalid)?;
@@ -68,7 +68,7 @@ pub fn decode(id: &ID) -> Result<(NodeType, Uuid)> {
 }
 
 /// A global id that must be of one type.
-pub fn decode_as(expected: NodeType, id: &ID) -> Result<Uuid> {
+pub fn decode_as(expected: NodeType, id: &str) -> Result<Uuid> {
     match decode(id)? {
         (kind, uuid) if kind == expected => Ok(uuid),
         _ => Err(Error::bad_input(format!(

@@ -43,7 +43,7 @@ pub async fn post(
             entry.http_method = "POST".into();
             entry.path = "/graphql".into();
             entry.request_id = request_id::of(&req);
-            entry.source_ip = req.peer_addr().map(|a| a.ip().to_string());
+            entry.source_ip = super::peer_ip(&req);
             Some(entry)
         }
         Principal::Operator { .. } => None,
@@ -98,7 +98,7 @@ async fn execute(
     let tags = LogTags::default();
     let info = RequestInfo {
         request_id: request_id::of(req),
-        source_ip: req.peer_addr().map(|a| a.ip().to_string()),
+        source_ip: super::peer_ip(req),
     };
     let response = schema
         .execute_batch(batch.data(principal).data(info).data(tags.clone()))

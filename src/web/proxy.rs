@@ -52,7 +52,7 @@ pub async fn proxy(
     entry.path = path.clone();
     entry.connection_id = Some(id);
     entry.request_id = crate::web::request_id::of(&req);
-    entry.source_ip = req.peer_addr().map(|a| a.ip().to_string());
+    entry.source_ip = crate::web::peer_ip(&req);
 
     let outcome = call(&state, &req, payload, &scope, id, path).await;
     let response = match outcome {
@@ -160,10 +160,12 @@ fn split_path(raw: &str) -> Result<(Uuid, String)> {
     let (id, path) = rest.split_once('/').unwrap_or((rest, ""));
     let id = match Uuid::parse_str(id) {
         Ok(uuid) => uuid,
-        Err(_) => ids::decode_as(NodeType::Connection, &async_graphql::ID(id.to_owned()))
-            .map_err(|_| Error::NotFound)?,
+        Err(_) => ids::decode_as(NodeType::Connection, id).map_err(|_| Error::NotFound)?,
     };
-    Ok((id, format!("/{path}")))
+    let mut relative = String::with_capacity(path.len() + 1);
+    relative.push('/');
+    relative.push_str(path);
+    Ok((id, relative))
 }
 
 async fn read_all(mut payload: web::Payload, max: u64) -> Result<Bytes> {

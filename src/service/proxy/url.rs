@@ -115,7 +115,11 @@ pub fn join(base: &Url, path: &str, query: Option<&str>) -> Result<Url> {
 
     let mut url = base.clone();
     let base_path = base.path().trim_end_matches('/');
-    url.set_path(&format!("{base_path}/{relative}"));
+    let mut path = String::with_capacity(base_path.len() + 1 + relative.len());
+    path.push_str(base_path);
+    path.push('/');
+    path.push_str(relative);
+    url.set_path(&path);
     url.set_query(query.filter(|q| !q.is_empty()));
     // Belt and braces: whatever the parser made of it, it is still below the base.
     let below = url
