@@ -25,19 +25,7 @@ export KEYWAY_GRAPHQL_RATE_LIMIT_PER_MINUTE=0
 source bench/lib.sh
 cargo build --release --quiet --example subscribers
 
-mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx/nginx.conf" <<CONF
-worker_processes 1;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx/body;
-  server { listen 127.0.0.1:$RECEIVER_PORT; location / { return 200 'ok'; } }
-}
-CONF
-nginx -c "$WORK/nginx/nginx.conf"
+fixed_answer_nginx nginx "$RECEIVER_PORT" '"ok"'
 trap 'nginx -c "$WORK/nginx/nginx.conf" -s stop 2>/dev/null; [ -n "$SERVER" ] && kill $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
 
 new_store sqlite ""

@@ -63,6 +63,24 @@ measure() {
   echo "$label: ${out#RESULT }"
 }
 
+# Starts an nginx of one worker, its files under $WORK/$1, answering every request on port $2
+# with 200 and the body $3; stop it with `nginx -c "$WORK/$1/nginx.conf" -s stop`.
+fixed_answer_nginx() { # dir port body
+  mkdir -p "$WORK/$1"
+  cat >"$WORK/$1/nginx.conf" <<CONF
+worker_processes 1;
+pid $WORK/$1/nginx.pid;
+error_log $WORK/$1/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/$1/body;
+  server { listen 127.0.0.1:$2; default_type application/json; location / { return 200 '$3'; } }
+}
+CONF
+  nginx -c "$WORK/$1/nginx.conf"
+}
+
 # Prints the id of a new connection of KEY's application to a custom API-key provider whose
 # base URL is the local upstream on port $1 (the raw proxy benchmarks' target).
 proxy_connection() { # upstream port

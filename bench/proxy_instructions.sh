@@ -30,23 +30,8 @@ source bench/lib.sh
 cargo build --release --quiet --example floor
 export KEYWAY_ALLOWED_PRIVATE_HOSTS="127.0.0.1:$UPSTREAM_PORT"
 
-mkdir -p "$WORK/upstream"
-cat >"$WORK/upstream/nginx.conf" <<CONF
-worker_processes 1;
-pid $WORK/upstream/nginx.pid;
-error_log $WORK/upstream/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/upstream/body;
-  server {
-    listen 127.0.0.1:$UPSTREAM_PORT;
-    default_type application/json;
-    location / { return 200 '{"data":[{"id":"1","name":"Ada Lovelace","email":"ada@example.com"},{"id":"2","name":"Alan Turing","email":"alan@example.com"}],"next":null}'; }
-  }
-}
-CONF
-nginx -c "$WORK/upstream/nginx.conf"
+fixed_answer_nginx upstream "$UPSTREAM_PORT" \
+  '{"data":[{"id":"1","name":"Ada Lovelace","email":"ada@example.com"},{"id":"2","name":"Alan Turing","email":"alan@example.com"}],"next":null}'
 CALLGRIND="valgrind --tool=callgrind --compress-strings=no --compress-pos=no"
 FLOOR=
 trap 'nginx -c "$WORK/upstream/nginx.conf" -s stop 2>/dev/null; [ -n "$FLOOR" ] && kill $FLOOR 2>/dev/null; [ -n "$SERVER" ] && kill $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
