@@ -21,6 +21,11 @@ pub mod telemetry;
 pub mod upstream;
 pub mod web;
 
+/// The hasher of the in-memory maps every proxied call reads (principals, credentials, plans,
+/// last-used times): seeded per process, several times cheaper than the standard SipHash on
+/// their short keys. Their keys are digests or ids Keyway issued, never free caller input.
+pub type FastHasher = foldhash::fast::RandomState;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

@@ -13,7 +13,7 @@ use super::Principal;
 const TTL: Duration = Duration::from_secs(60);
 
 pub struct PrincipalCache {
-    entries: moka::sync::Cache<Vec<u8>, Principal>,
+    entries: moka::sync::Cache<Vec<u8>, Principal, crate::FastHasher>,
     epoch: AtomicU64,
 }
 
@@ -23,7 +23,7 @@ impl Default for PrincipalCache {
             entries: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(TTL)
-                .build(),
+                .build_with_hasher(crate::FastHasher::default()),
             epoch: AtomicU64::new(0),
         }
     }

@@ -21,7 +21,7 @@ pub enum Credential {
 
 #[derive(Default)]
 pub struct LastUsedRecorder {
-    pending: Mutex<HashMap<(Credential, Uuid), DateTime<Utc>>>,
+    pending: Mutex<HashMap<(Credential, Uuid), DateTime<Utc>, crate::FastHasher>>,
 }
 
 impl LastUsedRecorder {

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::Target;
 
 pub struct CredentialCache {
-    entries: Option<moka::sync::Cache<Uuid, Arc<Target>>>,
+    entries: Option<moka::sync::Cache<Uuid, Arc<Target>, crate::FastHasher>>,
     epoch: AtomicU64,
 }
 
@@ -26,7 +26,7 @@ impl CredentialCache {
             moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(ttl)
-                .build()
+                .build_with_hasher(crate::FastHasher::default())
         });
         Self {
             entries,

@@ -21,7 +21,7 @@ struct Plan {
 
 pub struct Limits {
     pub counters: UsageCounters,
-    plans: moka::sync::Cache<Uuid, Plan>,
+    plans: moka::sync::Cache<Uuid, Plan, crate::FastHasher>,
     graphql_per_minute: u64,
 }
 
@@ -32,7 +32,7 @@ impl Limits {
             plans: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(PLAN_TTL)
-                .build(),
+                .build_with_hasher(crate::FastHasher::default()),
             graphql_per_minute,
         }
     }
