@@ -23,7 +23,8 @@ pub mod web;
 
 /// The hasher of the in-memory maps every proxied call reads (principals, credentials, plans,
 /// last-used times): seeded per process, several times cheaper than the standard SipHash on
-/// their short keys. Their keys are digests or ids Keyway issued, never free caller input.
+/// their short keys. Entries are only made for the digests of valid keys and for rows that
+/// exist, so a caller cannot fill these maps with keys of its choosing.
 pub type FastHasher = foldhash::fast::RandomState;
 
 use std::net::SocketAddr;
