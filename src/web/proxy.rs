@@ -162,10 +162,7 @@ fn split_path(raw: &str) -> Result<(Uuid, String)> {
         Ok(uuid) => uuid,
         Err(_) => ids::decode_as(NodeType::Connection, id).map_err(|_| Error::NotFound)?,
     };
-    let mut relative = String::with_capacity(path.len() + 1);
-    relative.push('/');
-    relative.push_str(path);
-    Ok((id, relative))
+    Ok((id, ["/", path].concat()))
 }
 
 async fn read_all(mut payload: web::Payload, max: u64) -> Result<Bytes> {

@@ -65,16 +65,14 @@ fn new_id() -> String {
     static PREFIX: OnceLock<u64> = OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let prefix = PREFIX.get_or_init(rand::random::<u64>);
-    // By hand: `format!` costs ten times as much, on every request.
-    let mut id = String::with_capacity(32);
-    for value in [*prefix, NEXT.fetch_add(1, Ordering::Relaxed)] {
-        for shift in (0..16).rev() {
-            id.push(char::from(
-                b"0123456789abcdef"[(value >> (shift * 4)) as usize & 0xf],
-            ));
-        }
-    }
-    id
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&prefix.to_be_bytes());
+    bytes[8..].copy_from_slice(&NEXT.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+    // Not `format!` nor `hex::encode`: both cost several times as much, on every request.
+    let mut digits = [0u8; 32];
+    // Cannot fail: the output is exactly twice the input's length.
+    let _ = hex::encode_to_slice(bytes, &mut digits);
+    digits.into_iter().map(char::from).collect()
 }
 
 /// A caller's own id is kept when it is short and plain, so traces join up across services.

@@ -115,11 +115,7 @@ pub fn join(base: &Url, path: &str, query: Option<&str>) -> Result<Url> {
 
     let mut url = base.clone();
     let base_path = base.path().trim_end_matches('/');
-    let mut path = String::with_capacity(base_path.len() + 1 + relative.len());
-    path.push_str(base_path);
-    path.push('/');
-    path.push_str(relative);
-    url.set_path(&path);
+    url.set_path(&[base_path, "/", relative].concat());
     url.set_query(query.filter(|q| !q.is_empty()));
     // Belt and braces: whatever the parser made of it, it is still below the base.
     let below = url
