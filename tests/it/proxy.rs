@@ -1072,7 +1072,7 @@ proxy_test!(
         );
         flush_logs(&app).await;
         let data = app
-            .ok(&tenant.key, "{ logs(first: 50) { edges { node { apiStyle operation httpMethod path statusCode success serviceId unifiedApi consumerId connectionId latencyMs durationMs errorMessage baseUrl requestId } } } }", json!({}))
+            .ok(&tenant.key, "{ logs(first: 50) { edges { node { apiStyle operation httpMethod path statusCode success serviceId unifiedApi consumerId connectionId latencyMs durationMs errorMessage baseUrl requestId sourceIp } } } }", json!({}))
             .await;
         let nodes: Vec<&Value> = data["logs"]["edges"]
             .as_array()
@@ -1097,6 +1097,10 @@ proxy_test!(
             assert_eq!(node["consumerId"], "alice");
             assert_eq!(node["connectionId"], id.as_str());
             assert_eq!(node["baseUrl"], format!("http://{}/api", fake.host()));
+            assert_eq!(
+                node["sourceIp"], "127.0.0.1",
+                "the caller's address, as text"
+            );
             assert!(node["latencyMs"].as_f64().unwrap() <= node["durationMs"].as_f64().unwrap());
         }
         assert_eq!(nodes[0]["apiStyle"], "UNIFY");
