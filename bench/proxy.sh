@@ -9,6 +9,9 @@
 # (actix-web serving, hyper-util's pooled client calling) forwarding with no Keyway logic at
 # all, the most this stack could reach; keyway/floor is the cost of Keyway's own work.
 # `hyperfloor` is the same forwarder served by hyper's HTTP/1 server instead of actix-web.
+# `nginxlog` is the same nginx proxy writing its access log (Debian's default: one `combined`
+# line per request to a file, unbuffered), as Keyway records every call; the headline ratio
+# stays against `nginx`, which logs nothing.
 #
 #   bench/proxy.sh        # DURATION=10s CONNECTIONS=32 ROUNDS=3 
 #   PROFILE='perf record -g -o /tmp/perf.data -p' bench/proxy.sh   # profile the keyway run
@@ -20,6 +23,7 @@ UPSTREAM_PORT=${UPSTREAM_PORT:-18191}
 NGINX_PORT=${NGINX_PORT:-18192}
 FLOOR_PORT=${FLOOR_PORT:-18194}
 HYPER_FLOOR_PORT=${HYPER_FLOOR_PORT:-18195}
+NGINX_LOG_PORT=${NGINX_LOG_PORT:-18196}
 command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx >/dev/null; }
 export KEYWAY_ALLOWED_PRIVATE_HOSTS="127.0.0.1:$UPSTREAM_PORT"
 # The mutation runs far past the default per-key GraphQL rate limit.
@@ -31,60 +35,67 @@ cargo build --release --quiet --example floor
 # it run as two separate nginx instances, as an upstream and its proxy would: in one instance a
 # worker would serve both ends of a proxied call in its own event loop, which no proxy in front
 # of another server can do. (PROXY_SAME_PROCESS=1 puts both in one instance, as before.)
-mkdir -p "$WORK/upstream" "$WORK/nginx"
+mkdir -p "$WORK/upstream" "$WORK/nginx" "$WORK/nginxlog"
 upstream_server='
   server {
     listen 127.0.0.1:'$UPSTREAM_PORT';
     default_type application/json;
     location / { return 200 '"'"'{"data":[{"id":"1","name":"Ada Lovelace","email":"ada@example.com"},{"id":"2","name":"Alan Turing","email":"alan@example.com"}],"next":null}'"'"'; }
   }'
-nginx_conf() { # dir, servers
+nginx_conf() { # dir, servers[, access_log directive]
   cat <<CONF
 worker_processes $(nproc);
 pid $1/nginx.pid;
 error_log $1/error.log warn;
 events { worker_connections 4096; }
 http {
-  access_log off;
+  ${3:-access_log off;}
   client_body_temp_path $1/body;
   proxy_temp_path $1/proxy;
   $2
 }
 CONF
 }
-proxy_server='
+proxy_server() { # port
+  echo '
   upstream api { server 127.0.0.1:'$UPSTREAM_PORT'; keepalive 256; }
   server {
-    listen 127.0.0.1:'$NGINX_PORT';
+    listen 127.0.0.1:'$1';
     location / {
       proxy_pass http://api;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
     }
   }'
+}
 if [ -n "${PROXY_SAME_PROCESS:-}" ]; then
-  nginx_conf "$WORK/nginx" "$upstream_server $proxy_server" >"$WORK/nginx/nginx.conf"
+  nginx_conf "$WORK/nginx" "$upstream_server $(proxy_server "$NGINX_PORT")" >"$WORK/nginx/nginx.conf"
   : >"$WORK/upstream/nginx.conf"
 else
   nginx_conf "$WORK/upstream" "$upstream_server" >"$WORK/upstream/nginx.conf"
   nginx -c "$WORK/upstream/nginx.conf"
-  nginx_conf "$WORK/nginx" "$proxy_server" >"$WORK/nginx/nginx.conf"
+  nginx_conf "$WORK/nginx" "$(proxy_server "$NGINX_PORT")" >"$WORK/nginx/nginx.conf"
 fi
 nginx -c "$WORK/nginx/nginx.conf"
+nginx_conf "$WORK/nginxlog" "$(proxy_server "$NGINX_LOG_PORT")" "access_log $WORK/nginxlog/access.log;" \
+  >"$WORK/nginxlog/nginx.conf"
+nginx -c "$WORK/nginxlog/nginx.conf"
 "$RELEASE/examples/floor" "127.0.0.1:$FLOOR_PORT" "http://127.0.0.1:$UPSTREAM_PORT" &
 FLOOR=$!
 "$RELEASE/examples/floor" "127.0.0.1:$HYPER_FLOOR_PORT" "http://127.0.0.1:$UPSTREAM_PORT" hyper &
 HYPER_FLOOR=$!
-trap 'for d in nginx upstream; do [ -s "$WORK/$d/nginx.conf" ] && nginx -c "$WORK/$d/nginx.conf" -s stop 2>/dev/null; done; kill $FLOOR $HYPER_FLOOR 2>/dev/null; [ -n "$SERVER" ] && kill $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'for d in nginx nginxlog upstream; do [ -s "$WORK/$d/nginx.conf" ] && nginx -c "$WORK/$d/nginx.conf" -s stop 2>/dev/null; done; kill $FLOOR $HYPER_FLOOR 2>/dev/null; [ -n "$SERVER" ] && kill $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
 
 new_store sqlite ""
 ID=$(proxy_connection "$UPSTREAM_PORT")
 DIRECT="http://127.0.0.1:$UPSTREAM_PORT/api/items"
 NGINX="http://127.0.0.1:$NGINX_PORT/api/items"
+NGINX_LOG="http://127.0.0.1:$NGINX_LOG_PORT/api/items"
 FLOOR_URL="http://127.0.0.1:$FLOOR_PORT/api/items"
 HYPER_FLOOR_URL="http://127.0.0.1:$HYPER_FLOOR_PORT/api/items"
 KEYWAY="http://127.0.0.1:$PORT/proxy/$ID/items"
 curl -sf "$NGINX" >/dev/null
+curl -sf "$NGINX_LOG" >/dev/null
 for url in "$FLOOR_URL" "$HYPER_FLOOR_URL"; do
   until curl -sf "$url" | grep -q Lovelace; do sleep 0.05; done
 done
@@ -97,6 +108,7 @@ cpu_ticks() { # label
   case $1 in
     direct) pids="$(cat "$WORK/upstream/nginx.pid" 2>/dev/null || cat "$WORK/nginx/nginx.pid")";;
     nginx) pids="$(cat "$WORK/nginx/nginx.pid")";;
+    nginxlog) pids="$(cat "$WORK/nginxlog/nginx.pid")";;
     floor) pids=$FLOOR;;
     hyperfloor) pids=$HYPER_FLOOR;;
     *) pids=$SERVER;;
@@ -105,13 +117,48 @@ cpu_ticks() { # label
   for p in $pids; do cut -d' ' -f14,15 "/proc/$p/stat"; done | awk '{t += $1 + $2} END {print t}'
 }
 
+# Nanoseconds each of the Keyway server's threads has run (the scheduler's own count, exact
+# per thread), one "name nanoseconds" line per thread.
+thread_ns() {
+  local t
+  for t in /proc/"$SERVER"/task/*; do
+    printf '%s %s\n' "$(tr ' ' _ <"$t/comm")" "$(cut -d' ' -f1 "$t/schedstat")"
+  done 2>/dev/null
+}
+
+# Keyway's CPU per request by kind of thread: the HTTP workers (the request path), sqlx's
+# SQLite threads (request-log inserts, plus the once-a-second counter and poll queries) and
+# the background runtime (building those inserts, timers).
+by_thread() { # before-file after-file requests
+  python3 - "$@" <<'PY'
+import collections, sys
+def load(path):
+    total = collections.Counter()
+    for line in open(path):
+        name, ns = line.split()
+        kind = ("workers_us" if name.startswith("actix-server_wo") else
+                "sqlite_us" if name.startswith("sqlx-sqlite") else
+                "runtime_us" if name.startswith("tokio-rt") else "other_us")
+        total[kind] += int(ns)
+    return total
+before, after, n = load(sys.argv[1]), load(sys.argv[2]), max(int(sys.argv[3]), 1)
+print(" ".join(f"{k}={(after[k] - before[k]) / 1e3 / n:.1f}" for k in ("workers_us", "sqlite_us", "runtime_us")))
+PY
+}
+
 run_wrk() { # label url clients token body; also the serving processes' CPU per request
-  local out before after
+  local out before after requests
   before=$(cpu_ticks "$1")
+  [ "$1" = keyway ] && thread_ns >"$WORK/threads.before"
   out=$(TOKEN=$4 BODY=${5:-} wrk -t2 -c"$3" -d"$DURATION" -s bench/http.lua "$2" | grep RESULT)
   after=$(cpu_ticks "$1")
+  requests=$(sed 's/.*requests=\([0-9]*\).*/\1/' <<<"$out")
   out="$out cpu_us=$(python3 -c "import sys; t,n=map(int,sys.argv[1:]); print(round(t*1e6/$(getconf CLK_TCK)/max(n,1),1))" \
-    "$((after - before))" "$(sed 's/.*requests=\([0-9]*\).*/\1/' <<<"$out")")"
+    "$((after - before))" "$requests")"
+  if [ "$1" = keyway ]; then
+    thread_ns >"$WORK/threads.after"
+    out="$out $(by_thread "$WORK/threads.before" "$WORK/threads.after" "$requests")"
+  fi
   echo "$1 c$3: ${out#RESULT }" | tee -a "$WORK/results"
 }
 
@@ -122,12 +169,13 @@ run_wrk1() { # label url token: one client, one thread (unloaded latency)
 }
 
 echo "keyway proxy benchmark: wrk -t2 -d$DURATION, $ROUNDS rounds, $(nproc) cores"
-for target in "direct $DIRECT" "nginx $NGINX" "floor $FLOOR_URL" "hyperfloor $HYPER_FLOOR_URL" "keyway $KEYWAY"; do # warm-up
+for target in "direct $DIRECT" "nginx $NGINX" "nginxlog $NGINX_LOG" "floor $FLOOR_URL" "hyperfloor $HYPER_FLOOR_URL" "keyway $KEYWAY"; do # warm-up
   set -- $target; TOKEN=$KEY wrk -t2 -c"$CONNECTIONS" -d2s -s bench/http.lua "$2" >/dev/null
 done
 for round in $(seq "$ROUNDS"); do
   run_wrk direct "$DIRECT" "$CONNECTIONS" ""
   run_wrk nginx "$NGINX" "$CONNECTIONS" ""
+  run_wrk nginxlog "$NGINX_LOG" "$CONNECTIONS" ""
   run_wrk floor "$FLOOR_URL" "$CONNECTIONS" ""
   run_wrk hyperfloor "$HYPER_FLOOR_URL" "$CONNECTIONS" ""
   if [ -n "${PROFILE:-}" ]; then # a command that takes the server's pid, run during the keyway run
@@ -158,9 +206,14 @@ for key in sorted(runs, key=lambda k: (-k[1], k[0])):
     print(f"{key[0]:>9} c{key[1]:<4}  {med(key,'rps'):>10.0f} {med(key,'p50_ms'):>10.3f} {med(key,'p99_ms'):>9.3f} {cpu}")
 c = max(k[1] for k in runs if k[0] == "keyway")
 print(f"\nthroughput keyway/nginx at c{c}: {med(('keyway',c),'rps')/med(('nginx',c),'rps'):.2f}  (target >= 0.8)")
+print(f"throughput keyway/nginxlog at c{c}: {med(('keyway',c),'rps')/med(('nginxlog',c),'rps'):.2f}  (nginx writing its access log, as Keyway records every call)")
 print(f"throughput floor/nginx at c{c}: {med(('floor',c),'rps')/med(('nginx',c),'rps'):.2f}, keyway/floor: {med(('keyway',c),'rps')/med(('floor',c),'rps'):.2f}; hyperfloor/nginx: {med(('hyperfloor',c),'rps')/med(('nginx',c),'rps'):.2f}")
 if all('cpu_us' in r for k in (('keyway',c),('nginx',c)) for r in runs[k]):
     print(f"server CPU per request at c{c}: keyway {med(('keyway',c),'cpu_us'):.1f} us, nginx {med(('nginx',c),'cpu_us'):.1f} us")
+k = ('keyway', c)
+print(f"keyway CPU per request by thread at c{c}: HTTP workers {med(k,'workers_us'):.1f} us,"
+      f" SQLite threads {med(k,'sqlite_us'):.1f} us, background runtime {med(k,'runtime_us'):.1f} us;"
+      f" floor {med(('floor',c),'cpu_us'):.1f} us")
 print(f"added p50 over direct at c{c}: keyway {med(('keyway',c),'p50_ms')-med(('direct',c),'p50_ms'):.3f} ms, nginx {med(('nginx',c),'p50_ms')-med(('direct',c),'p50_ms'):.3f} ms")
 print(f"added p50 over direct at c1: keyway {med(('keyway',1),'p50_ms')-med(('direct',1),'p50_ms'):.3f} ms, nginx {med(('nginx',1),'p50_ms')-med(('direct',1),'p50_ms'):.3f} ms  (target < 1 ms)")
 PY
