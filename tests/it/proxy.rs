@@ -1169,6 +1169,37 @@ proxy_test!(
 );
 
 proxy_test!(
+    the_background_writer_stores_calls_without_being_asked,
+    |_| {},
+    |app, fake, tenant, id| async {
+        // No `flush_logs`: the writer's own background task must
+        // store the row within a few of its 250 ms ticks.
+        let answer = app
+            .client
+            .get(raw_url(&app, &id, "/contacts"))
+            .bearer_auth(&tenant.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        let query = "{ logs(filter: {apiStyle: PROXY}) { edges { node { path statusCode } } } }";
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        let edges = loop {
+            let data = app.ok(&tenant.key, query, json!({})).await;
+            let edges = data["logs"]["edges"].as_array().unwrap().clone();
+            if !edges.is_empty() || std::time::Instant::now() > deadline {
+                break edges;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        assert_eq!(edges.len(), 1, "the proxied call was never written");
+        assert_eq!(edges[0]["node"]["path"], "/contacts");
+        assert_eq!(edges[0]["node"]["statusCode"], 200);
+        let _ = fake;
+    }
+);
+
+proxy_test!(
     plan_limits_answer_429_with_retry_after,
     |_| {},
     |app, fake, tenant, id| async {
