@@ -136,10 +136,10 @@ def load(path):
     total = collections.Counter()
     for line in open(path):
         name, ns = line.split()
-        kind = ("workers_us" if name.startswith("actix-server_wo") else
-                "sqlite_us" if name.startswith("sqlx-sqlite") else
-                "runtime_us" if name.startswith("tokio-rt") else "other_us")
-        total[kind] += int(ns)
+        for kind, prefix in (("workers_us", "actix-server_wo"), ("sqlite_us", "sqlx-sqlite"),
+                             ("runtime_us", "tokio-rt")):
+            if name.startswith(prefix):
+                total[kind] += int(ns)
     return total
 before, after, n = load(sys.argv[1]), load(sys.argv[2]), max(int(sys.argv[3]), 1)
 print(" ".join(f"{k}={(after[k] - before[k]) / 1e3 / n:.1f}" for k in ("workers_us", "sqlite_us", "runtime_us")))
