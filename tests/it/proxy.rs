@@ -1172,15 +1172,8 @@ proxy_test!(
     the_background_writer_stores_calls_without_being_asked,
     |_| {},
     |app, fake, tenant, id| async {
-        // No `flush_logs`: the writer's own background task must
-        // store the row within a few of its 250 ms ticks.
-        let answer = app
-            .client
-            .get(raw_url(&app, &id, "/contacts"))
-            .bearer_auth(&tenant.key)
-            .send()
-            .await
-            .unwrap();
+        // No `flush_logs`: the writer's own task must store the row within a few of its ticks.
+        let answer = raw_get(&app, &tenant.key, &id, "/contacts").await;
         assert_eq!(answer.status(), 200);
         let query = "{ logs(filter: {apiStyle: PROXY}) { edges { node { path statusCode } } } }";
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
