@@ -9,6 +9,8 @@
 //! to see what the serving side costs.
 //!
 //!   floor <listen address> <upstream base URL> [actix|hyper]
+//!
+//! `FLOOR_WORKERS` sets the number of serving threads (default: one per core).
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use bytes::Bytes;
@@ -78,8 +80,7 @@ fn main() -> std::io::Result<()> {
 
 fn hyper_served(listen: std::net::SocketAddr, base: String) -> std::io::Result<()> {
     let base: &'static str = Box::leak(base.into_boxed_str());
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let workers: Vec<_> = (0..threads)
+    let workers: Vec<_> = (0..worker_count())
         .map(|_| {
             std::thread::spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread()
@@ -152,6 +153,15 @@ async fn forward_hyper(
     Ok(http::Response::from_parts(head, Full::new(body)))
 }
 
+/// Serving threads: `FLOOR_WORKERS`, or one per core.
+fn worker_count() -> usize {
+    std::env::var("FLOOR_WORKERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 async fn actix_served(listen: String, base: String) -> std::io::Result<()> {
     let base = web::Data::new(base);
     HttpServer::new(move || {
@@ -159,6 +169,7 @@ async fn actix_served(listen: String, base: String) -> std::io::Result<()> {
             .app_data(base.clone())
             .default_service(web::to(forward))
     })
+    .workers(worker_count())
     .bind(listen)?
     .run()
     .await

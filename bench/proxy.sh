@@ -15,6 +15,7 @@
 #
 #   bench/proxy.sh        # DURATION=10s CONNECTIONS=32 ROUNDS=3 
 #   PROFILE='perf record -g -o /tmp/perf.data -p' bench/proxy.sh   # profile the keyway run
+#   WORKERS=1 bench/proxy.sh   # every proxy (nginx, the floors, Keyway) with that many workers
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONNECTIONS=${CONNECTIONS:-32}
@@ -24,6 +25,9 @@ NGINX_PORT=${NGINX_PORT:-18192}
 FLOOR_PORT=${FLOOR_PORT:-18194}
 HYPER_FLOOR_PORT=${HYPER_FLOOR_PORT:-18195}
 NGINX_LOG_PORT=${NGINX_LOG_PORT:-18196}
+# Worker threads (processes for nginx) of each proxy under test; the upstream keeps one per core.
+WORKERS=${WORKERS:-$(nproc)}
+export KEYWAY_HTTP_WORKERS=$WORKERS FLOOR_WORKERS=$WORKERS
 command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx >/dev/null; }
 export KEYWAY_ALLOWED_PRIVATE_HOSTS="127.0.0.1:$UPSTREAM_PORT"
 # The mutation runs far past the default per-key GraphQL rate limit.
@@ -42,17 +46,17 @@ upstream_server='
     default_type application/json;
     location / { return 200 '"'"'{"data":[{"id":"1","name":"Ada Lovelace","email":"ada@example.com"},{"id":"2","name":"Alan Turing","email":"alan@example.com"}],"next":null}'"'"'; }
   }'
-nginx_conf() { # dir, servers[, access_log directive]
+nginx_conf() { # dir, workers, servers[, access_log directive]
   cat <<CONF
-worker_processes $(nproc);
+worker_processes $2;
 pid $1/nginx.pid;
 error_log $1/error.log warn;
 events { worker_connections 4096; }
 http {
-  ${3:-access_log off;}
+  ${4:-access_log off;}
   client_body_temp_path $1/body;
   proxy_temp_path $1/proxy;
-  $2
+  $3
 }
 CONF
 }
@@ -69,15 +73,15 @@ proxy_server() { # port
   }'
 }
 if [ -n "${PROXY_SAME_PROCESS:-}" ]; then
-  nginx_conf "$WORK/nginx" "$upstream_server $(proxy_server "$NGINX_PORT")" >"$WORK/nginx/nginx.conf"
+  nginx_conf "$WORK/nginx" "$WORKERS" "$upstream_server $(proxy_server "$NGINX_PORT")" >"$WORK/nginx/nginx.conf"
   : >"$WORK/upstream/nginx.conf"
 else
-  nginx_conf "$WORK/upstream" "$upstream_server" >"$WORK/upstream/nginx.conf"
+  nginx_conf "$WORK/upstream" "$(nproc)" "$upstream_server" >"$WORK/upstream/nginx.conf"
   nginx -c "$WORK/upstream/nginx.conf"
-  nginx_conf "$WORK/nginx" "$(proxy_server "$NGINX_PORT")" >"$WORK/nginx/nginx.conf"
+  nginx_conf "$WORK/nginx" "$WORKERS" "$(proxy_server "$NGINX_PORT")" >"$WORK/nginx/nginx.conf"
 fi
 nginx -c "$WORK/nginx/nginx.conf"
-nginx_conf "$WORK/nginxlog" "$(proxy_server "$NGINX_LOG_PORT")" "access_log $WORK/nginxlog/access.log;" \
+nginx_conf "$WORK/nginxlog" "$WORKERS" "$(proxy_server "$NGINX_LOG_PORT")" "access_log $WORK/nginxlog/access.log;" \
   >"$WORK/nginxlog/nginx.conf"
 nginx -c "$WORK/nginxlog/nginx.conf"
 "$RELEASE/examples/floor" "127.0.0.1:$FLOOR_PORT" "http://127.0.0.1:$UPSTREAM_PORT" &
@@ -146,15 +150,30 @@ print(" ".join(f"{k}={(after[k] - before[k]) / 1e3 / n:.1f}" for k in ("workers_
 PY
 }
 
+# The whole machine's CPU time so far, in clock ticks, and its context switches: "busy idle
+# switches" (busy: user, nice, system, irq, softirq, steal; idle: idle, iowait). wrk, the
+# upstream and the kernel's own threads are in it too: what a proxy costs the machine beyond its
+# own process, and whether it leaves the cores idle.
+machine_ticks() {
+  awk '/^cpu / {busy = $2 + $3 + $4 + $7 + $8 + $9; idle = $5 + $6} /^ctxt / {print busy, idle, $2}' /proc/stat
+  # TCP segments sent (loopback: every one is also received): a proxy that splits its writes
+  # or acknowledges eagerly makes the kernel handle more packets per request.
+  awk '/^Tcp:/ {if (!names) {for (i = 1; i <= NF; i++) if ($i == "OutSegs") col = i; names = 1} else print $col}' /proc/net/snmp
+}
+
 run_wrk() { # label url clients token body; also the serving processes' CPU per request
-  local out before after requests
+  local out before after requests machine_before machine_after
   before=$(cpu_ticks "$1")
+  machine_before=$(machine_ticks)
   [ "$1" = keyway ] && thread_ns >"$WORK/threads.before"
   out=$(TOKEN=$4 BODY=${5:-} wrk -t2 -c"$3" -d"$DURATION" -s bench/http.lua "$2" | grep RESULT)
   after=$(cpu_ticks "$1")
+  machine_after=$(machine_ticks)
   requests=$(sed 's/.*requests=\([0-9]*\).*/\1/' <<<"$out")
   out="$out cpu_us=$(python3 -c "import sys; t,n=map(int,sys.argv[1:]); print(round(t*1e6/$(getconf CLK_TCK)/max(n,1),1))" \
     "$((after - before))" "$requests")"
+  out="$out $(python3 -c "import sys; b0,i0,s0,g0,b1,i1,s1,g1,n=map(int,sys.argv[1:]); t=$(getconf CLK_TCK); n=max(n,1); print(f'machine_us={(b1-b0)*1e6/t/n:.1f} idle_pct={100*(i1-i0)/max(b1-b0+i1-i0,1):.1f} switches={(s1-s0)/n:.2f} segments={(g1-g0)/n:.2f}')" \
+    $machine_before $machine_after "$requests")"
   if [ "$1" = keyway ]; then
     thread_ns >"$WORK/threads.after"
     out="$out $(by_thread "$WORK/threads.before" "$WORK/threads.after" "$requests")"
@@ -168,7 +187,7 @@ run_wrk1() { # label url token: one client, one thread (unloaded latency)
   echo "$1 c1: ${out#RESULT }" | tee -a "$WORK/results"
 }
 
-echo "keyway proxy benchmark: wrk -t2 -d$DURATION, $ROUNDS rounds, $(nproc) cores"
+echo "keyway proxy benchmark: wrk -t2 -d$DURATION, $ROUNDS rounds, $(nproc) cores, $WORKERS workers per proxy"
 for target in "direct $DIRECT" "nginx $NGINX" "nginxlog $NGINX_LOG" "floor $FLOOR_URL" "hyperfloor $HYPER_FLOOR_URL" "keyway $KEYWAY"; do # warm-up
   set -- $target; TOKEN=$KEY wrk -t2 -c"$CONNECTIONS" -d2s -s bench/http.lua "$2" >/dev/null
 done
@@ -214,6 +233,12 @@ k = ('keyway', c)
 print(f"keyway CPU per request by thread at c{c}: HTTP workers {med(k,'workers_us'):.1f} us,"
       f" SQLite threads {med(k,'sqlite_us'):.1f} us, background runtime {med(k,'runtime_us'):.1f} us;"
       f" floor {med(('floor',c),'cpu_us'):.1f} us")
+print("machine CPU per request at c%d (every process and the kernel), idle share of the cores,"
+      " context switches and TCP segments sent per request:" % c)
+for label in ("direct", "nginx", "nginxlog", "floor", "hyperfloor", "keyway"):
+    print(f"  {label:>10} {med((label,c),'machine_us'):6.1f} us  idle {med((label,c),'idle_pct'):4.1f}%"
+          f"  rest of machine {med((label,c),'machine_us') - med((label,c),'cpu_us'):5.1f} us"
+          f"  switches {med((label,c),'switches'):5.2f}  TCP segments {med((label,c),'segments'):5.2f}")
 print(f"added p50 over direct at c{c}: keyway {med(('keyway',c),'p50_ms')-med(('direct',c),'p50_ms'):.3f} ms, nginx {med(('nginx',c),'p50_ms')-med(('direct',c),'p50_ms'):.3f} ms")
 print(f"added p50 over direct at c1: keyway {med(('keyway',1),'p50_ms')-med(('direct',1),'p50_ms'):.3f} ms, nginx {med(('nginx',1),'p50_ms')-med(('direct',1),'p50_ms'):.3f} ms  (target < 1 ms)")
 PY

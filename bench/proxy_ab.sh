@@ -7,12 +7,15 @@
 # server's CPU time per request (user + system), which a busy machine disturbs less than req/s.
 #
 #   bench/proxy_ab.sh OLD_BINARY NEW_BINARY     # ROUNDS=4 DURATION=5s
+#   A_ENV='KEYWAY_HTTP_WORKERS=2' B_ENV='KEYWAY_HTTP_WORKERS=1' bench/proxy_ab.sh BIN BIN
+#                                               # one binary, two settings (each side's server env)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A=$(realpath "$1"); B=$(realpath "$2"); ROUNDS=${ROUNDS:-4}; DURATION=${DURATION:-5s}
-# Two copies of one build would "measure" noise as a difference (see the README on shared
-# target directories).
-if cmp -s "$A" "$B"; then echo "proxy_ab: $1 and $2 are the same binary" >&2; exit 1; fi
+A_ENV=${A_ENV:-}; B_ENV=${B_ENV:-}
+# Two copies of one build with one setting would "measure" noise as a difference (see the
+# README on shared target directories).
+if [ "$A_ENV" = "$B_ENV" ] && cmp -s "$A" "$B"; then echo "proxy_ab: $1 and $2 are the same binary" >&2; exit 1; fi
 UP=${UPSTREAM_PORT:-18191}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx >/dev/null; }
@@ -35,13 +38,13 @@ CONF
 nginx -c "$WORK/nginx.conf"
 export KEYWAY_ALLOWED_PRIVATE_HOSTS="127.0.0.1:$UP"
 trap 'pkill -f "serve --listen 127.0.0.1:1820[12]"; nginx -c "$WORK/nginx.conf" -s stop; rm -rf "$WORK"' EXIT
-setup() { # bin port dir -> prints url key pid
-  local bin=$1 port=$2 dir=$3
+setup() { # bin port dir env -> prints url key
+  local bin=$1 port=$2 dir=$3 settings=$4
   rm -rf "$dir"; mkdir -p "$dir"
   export KEYWAY_DATA_DIR=$dir; unset DATABASE_URL
   "$bin" migrate 2>/dev/null
   local op; op=$("$bin" admin token --label bench 2>/dev/null)
-  KEYWAY_LOG_LEVEL=warn "$bin" serve --listen "127.0.0.1:$port" >"$dir/serve.log" 2>&1 &
+  env KEYWAY_LOG_LEVEL=warn $settings "$bin" serve --listen "127.0.0.1:$port" >"$dir/serve.log" 2>&1 &
   until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.02; done
   gq() { curl -sf -X POST "http://127.0.0.1:$port/graphql" -H "authorization: Bearer $1" -H 'content-type: application/json' -d "$2"; }
   local app; app=$(gq "$op" '{"query":"mutation { createApplication(input: {name: \"bench\"}) { id } }"}' | python3 -c 'import sys,json; print(json.load(sys.stdin)["data"]["createApplication"]["id"])')
@@ -59,8 +62,8 @@ PY
   local id; id=$(gq "$key" '{"query":"mutation { createConnection(input: {consumerId: \"bench\", serviceId: \"benchapi\", credentials: {fields: {api_key: \"upstream-key\"}}}) { id } }"}' | python3 -c 'import sys,json; print(json.load(sys.stdin)["data"]["createConnection"]["id"])')
   echo "http://127.0.0.1:$port/proxy/$id/items $key"
 }
-read UA KA <<<"$(setup "$A" 18201 "$WORK/a")"
-read UB KB <<<"$(setup "$B" 18202 "$WORK/b")"
+read UA KA <<<"$(setup "$A" 18201 "$WORK/a" "$A_ENV")"
+read UB KB <<<"$(setup "$B" 18202 "$WORK/b" "$B_ENV")"
 curl -sf -H "authorization: Bearer $KA" "$UA" | grep -q Lovelace
 curl -sf -H "authorization: Bearer $KB" "$UB" | grep -q Lovelace
 for u in "$UA $KA" "$UB $KB"; do set -- $u; TOKEN=$2 wrk -t2 -c32 -d2s -s bench/http.lua "$1" >/dev/null; done
