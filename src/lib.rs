@@ -18,6 +18,7 @@ pub mod service;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod thread_front;
 pub mod upstream;
 pub mod web;
 

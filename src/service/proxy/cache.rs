@@ -5,18 +5,21 @@
 //!
 //! A load that raced with a change must not put the old value back: loads note the
 //! invalidation epoch before reading and discard their result if it moved.
+//!
+//! Each HTTP worker reads through a front of its own (`ThreadFront`) holding its own copy of
+//! each target (`Target::for_this_thread`), so the calls of two workers share no counter.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use uuid::Uuid;
 
 use super::Target;
+use crate::thread_front::ThreadFront;
 
 pub struct CredentialCache {
     entries: Option<moka::sync::Cache<Uuid, Arc<Target>, crate::FastHasher>>,
-    epoch: AtomicU64,
+    front: ThreadFront<Uuid, Arc<Target>>,
 }
 
 impl CredentialCache {
@@ -30,17 +33,22 @@ impl CredentialCache {
         });
         Self {
             entries,
-            epoch: AtomicU64::new(0),
+            front: ThreadFront::default(),
         }
     }
 
     pub fn get(&self, id: Uuid) -> Option<Arc<Target>> {
-        self.entries.as_ref()?.get(&id)
+        let entries = self.entries.as_ref()?;
+        self.front.get_or(&id, self.epoch(), || {
+            entries
+                .get(&id)
+                .map(|shared| Arc::new(shared.for_this_thread()))
+        })
     }
 
     /// Taken before reading what `insert` will store.
     pub fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::SeqCst)
+        self.front.epoch()
     }
 
     /// Stores `target` unless something was invalidated since `epoch`.
@@ -50,23 +58,26 @@ impl CredentialCache {
         };
         let id = target.connection.id;
         entries.insert(id, target);
+        // Through `changed`: another thread may have copied it into its front meanwhile.
         if self.epoch() != epoch {
-            entries.invalidate(&id);
+            self.front.changed(|| entries.invalidate(&id));
         }
     }
 
     /// The connection changed: its cached credentials are gone from now on.
     pub fn forget(&self, id: Uuid) {
-        self.epoch.fetch_add(1, Ordering::SeqCst);
-        if let Some(entries) = &self.entries {
-            entries.invalidate(&id);
-        }
+        self.front.changed(|| {
+            if let Some(entries) = &self.entries {
+                entries.invalidate(&id);
+            }
+        });
     }
 
     pub fn forget_all(&self) {
-        self.epoch.fetch_add(1, Ordering::SeqCst);
-        if let Some(entries) = &self.entries {
-            entries.invalidate_all();
-        }
+        self.front.changed(|| {
+            if let Some(entries) = &self.entries {
+                entries.invalidate_all();
+            }
+        });
     }
 }

@@ -107,6 +107,25 @@ pub enum Credential {
     Query(String, String),
 }
 
+impl Credential {
+    /// A copy that shares no buffer with this one: cloning a header value only counts one
+    /// more reference to its bytes, and every call clones it into its request.
+    pub fn unshared(&self) -> Credential {
+        match self {
+            // Parsed again from their text, name and value get buffers of their own.
+            Credential::Header(name, value) => {
+                let name = HeaderName::from_bytes(name.as_str().as_bytes())
+                    .unwrap_or_else(|_| name.clone());
+                let mut copied =
+                    HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+                copied.set_sensitive(value.is_sensitive());
+                Credential::Header(name, copied)
+            }
+            Credential::Query(name, value) => Credential::Query(name.clone(), value.clone()),
+        }
+    }
+}
+
 /// The credential as the catalog says to send it.
 pub fn credential(provider: &Provider, stored: &StoredCredentials) -> Result<Credential> {
     let missing = || Error::Conflict("the connection's credentials are incomplete".into());
@@ -196,6 +215,25 @@ pub fn query_with(query: Option<&str>, name: &str, value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unshared_credential_is_the_same_credential_in_a_buffer_of_its_own() {
+        let mut value = HeaderValue::from_static("Bearer at-1");
+        value.set_sensitive(true);
+        let original = Credential::Header(HeaderName::from_static("x-api-key"), value);
+        let Credential::Header(name, copied) = original.unshared() else {
+            panic!("still a header");
+        };
+        let Credential::Header(original_name, original_value) = &original else {
+            unreachable!()
+        };
+        assert_eq!((&name, &copied), (original_name, original_value));
+        assert!(copied.is_sensitive(), "still kept out of debug output");
+        assert_ne!(
+            copied.as_bytes().as_ptr(),
+            original_value.as_bytes().as_ptr()
+        );
+    }
 
     #[test]
     fn query_credential_replaces_the_callers() {

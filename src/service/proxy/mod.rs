@@ -58,6 +58,26 @@ pub struct LogLabels {
 }
 
 impl Target {
+    /// A copy for one thread's cache front (`cache`): nothing a call clones (the credential,
+    /// the log labels) is shared with another thread's copy, so no reference count moves
+    /// between cores.
+    pub fn for_this_thread(&self) -> Target {
+        let labels = &self.labels;
+        Target {
+            connection: self.connection.clone(),
+            provider: self.provider.clone(),
+            base: self.base.clone(),
+            credential: self.credential.unshared(),
+            refreshable: self.refreshable,
+            labels: LogLabels {
+                base_url: Arc::from(&*labels.base_url),
+                service_id: Arc::from(&*labels.service_id),
+                unified_api: Arc::from(&*labels.unified_api),
+                consumer_id: Arc::from(&*labels.consumer_id),
+            },
+        }
+    }
+
     pub fn sandbox(&self) -> bool {
         Environment::parse_stored(&self.connection.environment) == Environment::Sandbox
     }

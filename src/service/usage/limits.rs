@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::counters::{UsageCounters, Window};
 use crate::error::{Error, Result};
+use crate::thread_front::ThreadFront;
 
 /// Plan limits are configuration, not security: a change may take this long to apply.
 const PLAN_TTL: Duration = Duration::from_secs(10);
@@ -22,6 +23,8 @@ struct Plan {
 pub struct Limits {
     pub counters: UsageCounters,
     plans: moka::sync::Cache<Uuid, Plan, crate::FastHasher>,
+    /// Each HTTP worker reads plans through a front of its own.
+    plans_front: ThreadFront<Uuid, Plan>,
     graphql_per_minute: u64,
 }
 
@@ -33,6 +36,7 @@ impl Limits {
                 .max_capacity(100_000)
                 .time_to_live(PLAN_TTL)
                 .build_with_hasher(crate::FastHasher::default()),
+            plans_front: ThreadFront::default(),
             graphql_per_minute,
         }
     }
@@ -40,12 +44,22 @@ impl Limits {
     /// Counts one request of `application_id` against its plan, or refuses it with
     /// `RATE_LIMITED` when a limit is reached.
     pub async fn count_request(&self, db: &DatabaseConnection, application_id: Uuid) -> Result<()> {
-        let plan = match self.plans.get(&application_id) {
+        let epoch = self.plans_front.epoch();
+        let cached = self
+            .plans_front
+            .get_or(&application_id, epoch, || self.plans.get(&application_id));
+        let plan = match cached {
             Some(plan) => plan,
             None => {
                 // Boxed: a database future inline would make every call's future as large.
                 let plan = Box::pin(load_plan(db, application_id)).await?;
                 self.plans.insert(application_id, plan);
+                // A plan change raced with the load: keep nothing (through `changed`, as
+                // another thread may have copied it into its front meanwhile).
+                if self.plans_front.epoch() != epoch {
+                    self.plans_front
+                        .changed(|| self.plans.invalidate(&application_id));
+                }
                 plan
             }
         };
@@ -75,7 +89,8 @@ impl Limits {
 
     /// A plan changed: apply it on the next request.
     pub fn forget_plan(&self, application_id: Uuid) {
-        self.plans.invalidate(&application_id);
+        self.plans_front
+            .changed(|| self.plans.invalidate(&application_id));
     }
 
     /// Counts `cost` root fields of one GraphQL operation against the key's per-minute limit.
