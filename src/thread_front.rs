@@ -5,12 +5,12 @@
 //! read log and the entry's access time; an `Arc` clone bumps a shared count). Two HTTP workers
 //! reading the same hot entry on every proxied call move those cache lines between cores on
 //! every call. Each worker keeps its own copy of the entries it used in the last second instead
-//! (3–4% less CPU per proxied call in paired runs of `bench/proxy_ab.sh`).
+//! (about 3% less CPU per proxied call: five paired runs of `bench/proxy_ab.sh`, B/A 0.96–0.99).
 //!
-//! Freshness: every change to the shared cache goes through `changed`, which empties every
-//! front; a load that raced with the change cannot put an old value back (the epoch). Without
-//! changes a front is emptied once a second, so an entry outlives its shared copy by at most
-//! `LIFETIME`.
+//! What it must never do: hand out a copy made before a change. Every change to the shared
+//! cache goes through `changed`, which empties every front; a load that raced with the change
+//! cannot put an old value back (the epoch). Without changes a front is emptied once a second,
+//! so an entry outlives its shared copy (its time to live) by at most `LIFETIME`.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
