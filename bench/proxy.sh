@@ -150,10 +150,10 @@ print(" ".join(f"{k}={(after[k] - before[k]) / 1e3 / n:.1f}" for k in ("workers_
 PY
 }
 
-# The whole machine's CPU time so far, in clock ticks, and its context switches: "busy idle
-# switches" (busy: user, nice, system, irq, softirq, steal; idle: idle, iowait). wrk, the
-# upstream and the kernel's own threads are in it too: what a proxy costs the machine beyond its
-# own process, and whether it leaves the cores idle.
+# The whole machine's counters so far, as "busy idle switches segments": CPU time in clock
+# ticks (busy: user, nice, system, irq, softirq, steal; idle: idle, iowait), context switches
+# and TCP segments sent. wrk, the upstream and the kernel's own threads are in them too: what a
+# proxy costs the machine beyond its own process, and whether it leaves the cores idle.
 machine_ticks() {
   awk '/^cpu / {busy = $2 + $3 + $4 + $7 + $8 + $9; idle = $5 + $6} /^ctxt / {print busy, idle, $2}' /proc/stat
   # TCP segments sent (loopback: every one is also received): a proxy that splits its writes
