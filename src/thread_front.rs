@@ -83,6 +83,21 @@ impl<K: Eq + Hash + Send, V: Clone + Send> ThreadFront<K, V> {
         Some(value)
     }
 
+    /// Stores a freshly loaded value in the shared cache (`store`), unless a change happened
+    /// since `epoch` (read before the load): then the value may be stale, and `drop_shared`
+    /// removes it again, through `changed`, since another thread may have copied it already.
+    pub fn keep_unless_changed(
+        &self,
+        epoch: u64,
+        store: impl FnOnce(),
+        drop_shared: impl FnOnce(),
+    ) {
+        store();
+        if self.epoch() != epoch {
+            self.changed(drop_shared);
+        }
+    }
+
     /// Changes the shared cache (`drop_shared` removes entries from it) and empties every
     /// front. The epoch moves before the change, so that a load that raced with it stores
     /// nothing, and after it, so that no front keeps a copy made before it.
@@ -153,6 +168,22 @@ mod tests {
         });
         assert_eq!(got, Some(1), "the caller still gets what it read");
         assert_eq!(front.get_or("a", front.epoch(), || Some(2)), Some(2));
+    }
+
+    #[test]
+    fn a_value_loaded_across_a_change_is_dropped_again() {
+        let front: ThreadFront<String, u32> = ThreadFront::default();
+        let shared = Mutex::new(None);
+        let before = front.epoch();
+        front.keep_unless_changed(before, || *lock(&shared) = Some(1), || {});
+        assert_eq!(*lock(&shared), Some(1), "no change: kept");
+        front.changed(|| {});
+        front.keep_unless_changed(
+            before,
+            || *lock(&shared) = Some(2),
+            || *lock(&shared) = None,
+        );
+        assert_eq!(*lock(&shared), None, "loaded before the change: dropped");
     }
 
     #[test]

@@ -43,11 +43,11 @@ impl PrincipalCache {
 
     /// Stores a principal unless a revocation happened since `epoch`.
     pub fn insert(&self, token_hash: Vec<u8>, principal: Principal, epoch: u64) {
-        self.entries.insert(token_hash.clone(), principal);
-        // Through `changed`: another thread may have copied it into its front meanwhile.
-        if self.epoch() != epoch {
-            self.front.changed(|| self.entries.invalidate(&token_hash));
-        }
+        self.front.keep_unless_changed(
+            epoch,
+            || self.entries.insert(token_hash.clone(), principal),
+            || self.entries.invalidate(&token_hash),
+        );
     }
 
     /// A key or token was revoked somewhere: forget everything (revocations are rare).

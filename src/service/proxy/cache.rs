@@ -57,11 +57,11 @@ impl CredentialCache {
             return;
         };
         let id = target.connection.id;
-        entries.insert(id, target);
-        // Through `changed`: another thread may have copied it into its front meanwhile.
-        if self.epoch() != epoch {
-            self.front.changed(|| entries.invalidate(&id));
-        }
+        self.front.keep_unless_changed(
+            epoch,
+            || entries.insert(id, target),
+            || entries.invalidate(&id),
+        );
     }
 
     /// The connection changed: its cached credentials are gone from now on.

@@ -53,13 +53,11 @@ impl Limits {
             None => {
                 // Boxed: a database future inline would make every call's future as large.
                 let plan = Box::pin(load_plan(db, application_id)).await?;
-                self.plans.insert(application_id, plan);
-                // A plan change raced with the load: keep nothing (through `changed`, as
-                // another thread may have copied it into its front meanwhile).
-                if self.plans_front.epoch() != epoch {
-                    self.plans_front
-                        .changed(|| self.plans.invalidate(&application_id));
-                }
+                self.plans_front.keep_unless_changed(
+                    epoch,
+                    || self.plans.insert(application_id, plan),
+                    || self.plans.invalidate(&application_id),
+                );
                 plan
             }
         };
