@@ -5,7 +5,7 @@
 //! read log and the entry's access time; an `Arc` clone bumps a shared count). Two HTTP workers
 //! reading the same hot entry on every proxied call move those cache lines between cores on
 //! every call. Each worker keeps its own copy of the entries it used in the last second instead
-//! (about 3% less CPU per proxied call: five paired runs of `bench/proxy_ab.sh`, B/A 0.96–0.99).
+//! (2–3% less CPU per proxied call: six paired runs of `bench/proxy_ab.sh`, B/A 0.96–0.99).
 //!
 //! What it must never do: hand out a copy made before a change. Every change to the shared
 //! cache goes through `changed`, which empties every front; a load that raced with the change
