@@ -206,9 +206,17 @@ fn stream_body(mut payload: web::Payload, max: u64, overflow: Arc<AtomicBool>) -
     OutboundBody::Channel(rx)
 }
 
+/// The caller's headers in the HTTP client's types, without those never forwarded
+/// (`proxy::headers::outbound` applies the rest of the rules, and reads `Connection` for the
+/// names it lists, so that one is kept).
 fn to_reqwest_headers(headers: &actix_web::http::header::HeaderMap) -> reqwest::header::HeaderMap {
     let mut out = reqwest::header::HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {
+        if *name != actix_web::http::header::CONNECTION
+            && proxy::headers::never_forwarded(name.as_str())
+        {
+            continue;
+        }
         if let (Ok(name), Ok(value)) = (
             reqwest::header::HeaderName::from_bytes(name.as_str().as_bytes()),
             reqwest::header::HeaderValue::from_bytes(value.as_bytes()),

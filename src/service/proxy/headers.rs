@@ -43,6 +43,13 @@ const CALLER_ONLY: &[&str] = &[
 /// Never passed back: the provider's session cookies are no business of the caller.
 const PROVIDER_ONLY: &[&str] = &["set-cookie", "set-cookie2", "content-length"];
 
+/// Whether a caller's header is dropped whatever the provider: hop-by-hop or the caller's own.
+/// The raw route skips these before copying the caller's headers at all, so the caller's
+/// `Authorization` (its secret key) is never copied.
+pub fn never_forwarded(lower_case_name: &str) -> bool {
+    HOP_BY_HOP.contains(&lower_case_name) || CALLER_ONLY.contains(&lower_case_name)
+}
+
 /// The header names a `Connection` header lists (as written: compare ignoring case).
 fn connection_listed(headers: &HeaderMap) -> Vec<&str> {
     headers
@@ -65,8 +72,7 @@ pub fn outbound(caller: &HeaderMap, provider: &Provider) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(caller.len() + provider.headers.len() + 1);
     for (name, value) in caller {
         let lower = name.as_str();
-        if HOP_BY_HOP.contains(&lower)
-            || CALLER_ONLY.contains(&lower)
+        if never_forwarded(lower)
             || listed.iter().any(|l| l.eq_ignore_ascii_case(lower))
             || injected.as_deref() == Some(lower)
             || provider
