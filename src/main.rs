@@ -10,10 +10,11 @@ use keyway::config::Config;
 /// without transparent huge pages (`no_thp`): with THP in `madvise` mode its arenas were backed
 /// by 2 MiB pages, and 10,000 idle subscriptions held 320 MB instead of 220 MB.
 /// It is the C `malloc` of the process too (`libmimalloc-sys`'s `override`): SQLite allocates
-/// for every request-log row it inserts, and under glibc's allocator its threads made an
-/// `mprotect` every ~8 proxied calls (arenas growing and shrinking). Paired runs of the raw
-/// proxy (`bench/proxy_ab.sh`, 3 × 10 pairs): 2.6–4.8% more requests a second, 1.7–4% less CPU
-/// per call.
+/// for every request-log row it inserts, and under glibc's allocator the process made an
+/// `mprotect` every 50–65 proxied calls (arenas growing and shrinking; each one also flushes
+/// the other core's TLB), none with the override (`perf stat -e 'syscalls:sys_enter_mprotect'
+/// -p <pid>` under `wrk -c32`). Paired runs of the raw proxy (`bench/proxy_ab.sh`, 3 × 10
+/// pairs): 2.6–4.8% more requests a second, 1.7–4% less CPU per call.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
