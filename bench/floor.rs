@@ -1,6 +1,7 @@
-//! The stack's ceiling for `bench/proxy.sh`: actix-web in front of hyper-util's pooled client,
-//! the two libraries Keyway's raw proxy is built on, forwarding every request to one upstream
-//! with nothing else (no authentication, credential, header rules, limits or request logs).
+//! The stack's ceiling for `bench/proxy.sh`: actix-web in front of Keyway's own proxy client
+//! (hyper's HTTP/1.1 connections in a per-thread pool, `keyway::upstream::proxy_client`), what
+//! Keyway's raw proxy is built on, forwarding every request to one upstream with nothing else
+//! (no authentication, credential, header rules, limits or request logs).
 //! Whatever this forwarder reaches against nginx is the most Keyway's proxy could reach
 //! without changing its HTTP stack; the gap between the two is Keyway's own work.
 //!
@@ -15,27 +16,21 @@
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use keyway::config::Config;
+use keyway::upstream::proxy_client::{self, OutboundBody};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-type Upstream = Client<HttpConnector, Full<Bytes>>;
 
 /// Headers each forwarder drops, both ways: the client sets its own, and the server frames
 /// the (fully read) answer itself.
 const REQUEST_HOP: &[&str] = &["host", "connection"];
 const ANSWER_HOP: &[&str] = &["connection", "content-length", "transfer-encoding"];
 
-thread_local! {
-    // One pool per worker, as Keyway's proxy keeps.
-    static CLIENT: Upstream = {
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        Client::builder(TokioExecutor::new()).build(http)
-    };
+/// Each worker's client and idle connections, as Keyway's proxy keeps them (the upstream is
+/// an IP address, which Keyway's resolver never sees).
+fn client() -> proxy_client::ProxyClient {
+    proxy_client::per_thread(&Config::default()).expect("the proxy client builds")
 }
 
 async fn forward(base: web::Data<String>, req: HttpRequest, body: Bytes) -> HttpResponse {
@@ -48,10 +43,10 @@ async fn forward(base: web::Data<String>, req: HttpRequest, body: Bytes) -> Http
             outbound = outbound.header(name.as_str(), value.as_bytes());
         }
     }
-    let Ok(outbound) = outbound.body(Full::new(body)) else {
+    let Ok(outbound) = outbound.body(OutboundBody::full(body)) else {
         return HttpResponse::BadRequest().finish();
     };
-    let Ok(answer) = CLIENT.with(Upstream::clone).request(outbound).await else {
+    let Ok(answer) = client().request(outbound).await else {
         return HttpResponse::BadGateway().finish();
     };
     let (head, body) = answer.into_parts();
@@ -134,10 +129,9 @@ async fn forward_hyper(
         .map_err(std::io::Error::other)?
         .to_bytes();
     let outbound = outbound
-        .body(Full::new(body))
+        .body(OutboundBody::full(body))
         .map_err(std::io::Error::other)?;
-    let answer = CLIENT
-        .with(Upstream::clone)
+    let answer = client()
         .request(outbound)
         .await
         .map_err(std::io::Error::other)?;

@@ -6,7 +6,7 @@
 # the upstream directly (at CONNECTIONS clients, and unloaded at 1 client). Also the `proxy`
 # GraphQL mutation. Keyway runs on SQLite with its default settings (request logs, plan
 # counting, credential cache all on). `floor` is bench/floor.rs: the same two libraries
-# (actix-web serving, hyper-util's pooled client calling) forwarding with no Keyway logic at
+# (actix-web serving, Keyway's own proxy client calling) forwarding with no Keyway logic at
 # all, the most this stack could reach; keyway/floor is the cost of Keyway's own work.
 # `hyperfloor` is the same forwarder served by hyper's HTTP/1 server instead of actix-web.
 # `nginxlog` is the same nginx proxy writing its access log (Debian's default: one `combined`

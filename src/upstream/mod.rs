@@ -3,6 +3,7 @@
 //! no redirects, time out, and check addresses for URLs a tenant can influence.
 
 pub mod proxy_client;
+pub mod proxy_pool;
 pub mod resolver;
 
 use std::net::IpAddr;

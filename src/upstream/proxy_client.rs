@@ -1,4 +1,5 @@
-//! The proxy's own HTTP client: hyper's pooled client with nothing on top.
+//! The proxy's own HTTP client: hyper's HTTP/1.1 connections, pooled per thread
+//! (`proxy_pool`), with nothing on top.
 //!
 //! Token, revocation and webhook calls use `reqwest` (`super::client`); the proxy's hot path
 //! does not, because reqwest wraps every call in layers the proxy never uses (redirect and
@@ -14,18 +15,17 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::header::{HOST, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::mpsc;
+use tower_service::Service;
 
+use super::proxy_pool::{self, Origin, PooledBody, Sender};
 use super::resolver::PublicOnlyResolver;
 use crate::config::Config;
 use crate::error::{Error, Result};
-
-pub type ProxyClient = Client<HttpsConnector<HttpConnector<PublicOnlyResolver>>, OutboundBody>;
 
 /// A request body towards a provider: held in full (retryable) or fed through a channel.
 pub enum OutboundBody {
@@ -67,6 +67,134 @@ impl Body for OutboundBody {
     }
 }
 
+/// The proxy's HTTP client: a connector (names resolved by `PublicOnlyResolver`, TLS) and
+/// this thread's idle connections (`proxy_pool`). Cheap to clone.
+#[derive(Clone)]
+pub struct ProxyClient {
+    connector: HttpsConnector<HttpConnector<PublicOnlyResolver>>,
+}
+
+/// Why a call got no answer.
+#[derive(Debug)]
+pub enum SendError {
+    /// No connection could be made (a name refused by the resolver among them).
+    Connect(BoxError),
+    /// The connection failed before a complete answer head arrived.
+    Http(hyper::Error),
+    /// The URL has no scheme or host (the caller builds it from a checked base URL).
+    NotAbsolute,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl SendError {
+    pub fn is_connect(&self) -> bool {
+        matches!(self, SendError::Connect(_))
+    }
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Connect(err) => write!(f, "could not connect: {err}"),
+            SendError::Http(err) => write!(f, "{err}"),
+            SendError::NotAbsolute => f.write_str("the URL is not absolute"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SendError::Connect(err) => Some(err.as_ref()),
+            SendError::Http(err) => Some(err),
+            SendError::NotAbsolute => None,
+        }
+    }
+}
+
+impl ProxyClient {
+    /// Sends one request (an absolute URI; `Host` is set from it unless present) over an idle
+    /// connection to its origin, or a new one, and returns the answer's head as soon as it
+    /// arrives. A request that an idle connection could not take (the provider had closed it)
+    /// is sent again on another, as it never left.
+    pub async fn request(
+        &self,
+        mut request: http::Request<OutboundBody>,
+    ) -> std::result::Result<http::Response<PooledBody>, SendError> {
+        let uri = request.uri().clone();
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            return Err(SendError::NotAbsolute);
+        };
+        let origin = Origin {
+            scheme: scheme.clone(),
+            authority: authority.clone(),
+        };
+        if !request.headers().contains_key(HOST) {
+            let host = host_header(&uri, authority).map_err(|_| SendError::NotAbsolute)?;
+            request.headers_mut().insert(HOST, host);
+        }
+        // HTTP/1.1 sends the path and query only (RFC 9112 §3.2.1).
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        *request.uri_mut() = http::Uri::try_from(path).map_err(|_| SendError::NotAbsolute)?;
+        loop {
+            let (mut sender, reused) = match proxy_pool::take(&origin) {
+                Some(idle) => (idle, true),
+                None => (self.connect(&uri).await?, false),
+            };
+            if let Err(err) = sender.ready().await {
+                if reused {
+                    continue;
+                }
+                return Err(SendError::Http(err));
+            }
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    return Ok(response.map(|body| PooledBody::new(body, origin, sender)));
+                }
+                Err(mut failed) => match failed.take_message() {
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(SendError::Http(failed.into_error())),
+                },
+            }
+        }
+    }
+
+    async fn connect(&self, uri: &http::Uri) -> std::result::Result<Sender, SendError> {
+        let io = self
+            .connector
+            .clone()
+            .call(uri.clone())
+            .await
+            .map_err(SendError::Connect)?;
+        let (sender, connection) = hyper::client::conn::http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(SendError::Http)?;
+        // The connection is driven by this thread's runtime until either side closes it;
+        // its errors reach the call that is using it.
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(sender)
+    }
+}
+
+/// `host[:port]`, the port only when it is not the scheme's default.
+fn host_header(
+    uri: &http::Uri,
+    authority: &http::uri::Authority,
+) -> std::result::Result<HeaderValue, http::header::InvalidHeaderValue> {
+    let default_port = match uri.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    };
+    match authority.port_u16() {
+        Some(port) if port != default_port => HeaderValue::from_str(authority.as_str()),
+        _ => HeaderValue::from_str(authority.host()),
+    }
+}
+
 fn build(config: &Config) -> Result<ProxyClient> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier =
@@ -82,26 +210,21 @@ fn build(config: &Config) -> Result<ProxyClient> {
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(Duration::from_secs(5)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    // HTTP/1.1 only (ALPN offers nothing else), as nginx speaks to its upstreams: the pool
+    // keeps one call per connection.
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .enable_http2()
         .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .build(https))
+    Ok(ProxyClient { connector })
 }
 
 thread_local! {
     static PER_THREAD: std::cell::RefCell<Option<ProxyClient>> = const { std::cell::RefCell::new(None) };
 }
 
-/// A client of this thread's own. A client's pooled connections are driven by the runtime
-/// that opened them; each HTTP worker runs its own runtime, so a shared pool would hand every
-/// call's I/O to another thread (a wake-up and a context switch per call).
+/// This thread's client (built once per thread: the TLS set-up reads the platform's roots).
 pub fn per_thread(config: &Config) -> Result<ProxyClient> {
     PER_THREAD.with(|slot| {
         if let Some(client) = slot.borrow().as_ref() {

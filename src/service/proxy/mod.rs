@@ -35,7 +35,7 @@ use crate::catalog::{AuthType, Provider};
 use crate::error::{Error, Result};
 use crate::service::pagination::PageRequest;
 use crate::service::refresh;
-use crate::upstream::proxy_client::{OutboundBody, ProxyClient};
+use crate::upstream::proxy_client::{OutboundBody, ProxyClient, SendError};
 
 /// A connection ready to be called through: decrypted, checked, its base URL resolved.
 pub struct Target {
@@ -234,8 +234,8 @@ async fn send(
     }
 }
 
-/// A transport failure. hyper's errors name no URL (which may carry a query credential).
-fn upstream_error(err: &hyper_util::client::legacy::Error) -> Error {
+/// A transport failure. These errors name no URL (which may carry a query credential).
+fn upstream_error(err: &SendError) -> Error {
     let text = if err.is_connect() {
         if crate::upstream::refused_address(err) {
             "the provider's host resolves to a private address"

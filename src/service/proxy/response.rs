@@ -4,10 +4,10 @@
 
 use std::io;
 
+use crate::upstream::proxy_pool::PooledBody;
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use tokio::time::Instant;
@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 
 pub struct UpstreamResponse {
     head: http::response::Parts,
-    body: Incoming,
+    body: PooledBody,
     deadline: Instant,
 }
 
@@ -29,7 +29,7 @@ pub(super) fn timed_out() -> Error {
 }
 
 impl UpstreamResponse {
-    pub(super) fn new(response: http::Response<Incoming>, deadline: Instant) -> Self {
+    pub(super) fn new(response: http::Response<PooledBody>, deadline: Instant) -> Self {
         let (head, body) = response.into_parts();
         Self {
             head,
@@ -93,7 +93,7 @@ impl UpstreamResponse {
     /// The body as it arrives; the stream fails past `max` bytes or the deadline.
     pub fn into_stream(self, max: u64) -> impl Stream<Item = io::Result<Bytes>> + 'static {
         struct Reading {
-            body: Incoming,
+            body: PooledBody,
             deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
             seen: u64,
             failed: bool,
