@@ -117,7 +117,8 @@ impl ProxyClient {
     /// Sends one request (an absolute URI; `Host` is set from it unless present) over an idle
     /// connection to its origin, or a new one, and returns the answer's head as soon as it
     /// arrives. A request that an idle connection could not take (the provider had closed it)
-    /// is sent again on another, as it never left.
+    /// is sent again on another, as it never left. A connection whose request body was
+    /// streamed is closed after its answer rather than pooled (`PooledBody::new`).
     pub async fn request(
         &self,
         mut request: http::Request<OutboundBody>,
@@ -137,6 +138,7 @@ impl ProxyClient {
         // HTTP/1.1 sends the path and query only (RFC 9112 §3.2.1).
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
         *request.uri_mut() = http::Uri::try_from(path).map_err(|_| SendError::NotAbsolute)?;
+        let reuse = !matches!(request.body(), OutboundBody::Channel(_));
         loop {
             let (mut sender, reused) = match proxy_pool::take(&origin) {
                 Some(idle) => (idle, true),
@@ -150,7 +152,7 @@ impl ProxyClient {
             }
             match sender.try_send_request(request).await {
                 Ok(response) => {
-                    return Ok(response.map(|body| PooledBody::new(body, origin, sender)));
+                    return Ok(response.map(|body| PooledBody::new(body, origin, sender, reuse)));
                 }
                 Err(mut failed) => match failed.take_message() {
                     Some(unsent) if reused => request = unsent,

@@ -100,13 +100,26 @@ pub fn idle_count(origin: &Origin) -> usize {
 pub struct PooledBody {
     body: Incoming,
     home: Option<(Origin, Sender)>,
+    /// Kept open until the body is done, never pooled.
+    _alone: Option<Sender>,
 }
 
 impl PooledBody {
-    pub fn new(body: Incoming, origin: Origin, sender: Sender) -> Self {
+    /// `reuse` false: the connection serves this answer only (its request body was streamed:
+    /// a provider may answer before reading all of it, and the connection stays busy until
+    /// the caller has sent the rest, which the next call must not wait for).
+    pub fn new(body: Incoming, origin: Origin, sender: Sender, reuse: bool) -> Self {
+        if !reuse {
+            return Self {
+                body,
+                home: None,
+                _alone: Some(sender),
+            };
+        }
         let mut pooled = Self {
             body,
             home: Some((origin, sender)),
+            _alone: None,
         };
         // No body at all (HEAD, 204, 304, a zero length): the connection is free already.
         if pooled.body.is_end_stream() {
@@ -292,6 +305,26 @@ mod tests {
             2,
             "the unread answer's connection was reused"
         );
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_streamed_its_request_body_is_not_pooled() {
+        let (base, accepted) = upstream(Upstream::KeepAlive);
+        let client = client();
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        drop(tx); // an upload that is already complete (and empty)
+        let mut request = get(&base);
+        *request.body_mut() = OutboundBody::Channel(rx);
+        *request.method_mut() = http::Method::POST;
+        request.headers_mut().insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from_static("0"),
+        );
+        let answer = client.request(request).await.unwrap();
+        answer.into_body().collect().await.unwrap();
+        assert_eq!(idle_count(&origin_of(&base)), 0);
+        assert_eq!(body_of(&client, &base).await, "2");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
