@@ -2,11 +2,13 @@
 //!
 //! hyper-util's pooled client (the one reqwest wraps) spawns a task on every HTTP/1 call to
 //! put its connection back once the answer's body is read, and locks its pool and hashes the
-//! origin with SipHash on the way out and in. Without those, Keyway's raw proxy served 5.3%
-//! more calls a second at 7.3% less CPU per call (`bench/proxy_ab.sh`, 10 pairs). Here the
-//! connection goes back when the body's last frame is read, by whoever reads it, into that
-//! thread's pool. An HTTP worker drives the connections it opened on its own runtime, so each
-//! worker keeping its own idle list also keeps every call's I/O on one thread.
+//! origin with SipHash on the way out and in. Without those, Keyway's raw proxy served
+//! 3.9–5.3% more calls a second at 6.9–7.3% less CPU per call (`bench/proxy_ab.sh`, two runs
+//! of 10 pairs), and its request path ran 8% fewer instructions
+//! (`bench/proxy_instructions.sh`). Here the connection goes back when the body's last frame
+//! is read, by whoever reads it, into that thread's pool. An HTTP worker drives the
+//! connections it opened on its own runtime, so each worker keeping its own idle list also
+//! keeps every call's I/O on one thread.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
