@@ -182,7 +182,8 @@ impl ProxyClient {
     }
 }
 
-/// `host[:port]`, the port only when it is not the scheme's default.
+/// `host[:port]`, the port only when it is not the scheme's default; never the authority's
+/// user information (RFC 9110 §7.2).
 fn host_header(
     uri: &http::Uri,
     authority: &http::uri::Authority,
@@ -192,7 +193,9 @@ fn host_header(
         _ => 80,
     };
     match authority.port_u16() {
-        Some(port) if port != default_port => HeaderValue::from_str(authority.as_str()),
+        Some(port) if port != default_port => {
+            HeaderValue::from_str(&format!("{}:{port}", authority.host()))
+        }
         _ => HeaderValue::from_str(authority.host()),
     }
 }
@@ -236,4 +239,21 @@ pub fn per_thread(config: &Config) -> Result<ProxyClient> {
         *slot.borrow_mut() = Some(fresh.clone());
         Ok(fresh)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_host_header_has_no_user_information_and_no_default_port() {
+        for (url, host) in [
+            ("http://user:secret@127.0.0.1:8080/x", "127.0.0.1:8080"),
+            ("https://user@api.example.com:443/x", "api.example.com"),
+            ("http://api.example.com:80/x", "api.example.com"),
+            ("https://[::1]:8443/x", "[::1]:8443"),
+        ] {
+            let uri: http::Uri = url.parse().unwrap();
+            let value = super::host_header(&uri, uri.authority().unwrap()).unwrap();
+            assert_eq!(value, host, "{url}");
+        }
+    }
 }

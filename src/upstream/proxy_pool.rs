@@ -182,8 +182,11 @@ mod tests {
     enum Upstream {
         /// Answers every request on a connection, keeping it open.
         KeepAlive,
-        /// Answers one request (without saying `Connection: close`), then closes.
-        CloseAfterOne,
+        /// Answers one request with `Connection: close`, then closes.
+        AnnouncedClose,
+        /// Answers one request, then closes without having said so (as a server closes a
+        /// connection that has been idle too long).
+        SilentClose,
     }
 
     /// A raw HTTP/1.1 upstream on a local port: each answer's body is the number of requests
@@ -214,12 +217,17 @@ mod tests {
                             }
                         }
                         let seen = requests.fetch_add(1, Ordering::SeqCst) + 1;
-                        let answer =
-                            format!("HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n{seen:>10}");
+                        let close = match mode {
+                            Upstream::AnnouncedClose => "connection: close\r\n",
+                            _ => "",
+                        };
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\n{close}content-length: 10\r\n\r\n{seen:>10}"
+                        );
                         if stream.write_all(answer.as_bytes()).is_err() {
                             return;
                         }
-                        if let Upstream::CloseAfterOne = mode {
+                        if !matches!(mode, Upstream::KeepAlive) {
                             return;
                         }
                     }
@@ -280,12 +288,26 @@ mod tests {
         assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection for all");
     }
 
+    /// The connection is pooled before its reader has seen the close: the next call finds out
+    /// when it waits for the connection to be ready, and opens another.
     #[tokio::test]
-    async fn a_connection_the_provider_closed_is_replaced() {
-        let (base, accepted) = upstream(Upstream::CloseAfterOne);
+    async fn a_connection_the_provider_closes_after_its_answer_is_replaced() {
+        let (base, accepted) = upstream(Upstream::AnnouncedClose);
         let client = client();
         for expected in 1..=3 {
             assert_eq!(body_of(&client, &base).await, expected.to_string());
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_provider_closed_while_idle_is_replaced() {
+        let (base, accepted) = upstream(Upstream::SilentClose);
+        let client = client();
+        for expected in 1..=3 {
+            assert_eq!(body_of(&client, &base).await, expected.to_string());
+            // Idle long enough for the close to arrive.
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
     }

@@ -4,7 +4,6 @@
 
 use std::io;
 
-use crate::upstream::proxy_pool::PooledBody;
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use http_body_util::BodyExt;
@@ -13,6 +12,7 @@ use reqwest::header::HeaderMap;
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::upstream::proxy_pool::PooledBody;
 
 pub struct UpstreamResponse {
     head: http::response::Parts,
