@@ -193,6 +193,10 @@ fn host_header(
         _ => 80,
     };
     match authority.port_u16() {
+        // The authority as written, when it is just `host:port` (no formatting per call).
+        Some(port) if port != default_port && !authority.as_str().contains('@') => {
+            HeaderValue::from_str(authority.as_str())
+        }
         Some(port) if port != default_port => {
             HeaderValue::from_str(&format!("{}:{port}", authority.host()))
         }
