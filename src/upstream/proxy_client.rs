@@ -117,8 +117,10 @@ impl ProxyClient {
     /// Sends one request (an absolute URI; `Host` is set from it unless present) over an idle
     /// connection to its origin, or a new one, and returns the answer's head as soon as it
     /// arrives. A request that an idle connection could not take (the provider had closed it)
-    /// is sent again on another, as it never left. A connection whose request body was
-    /// streamed is closed after its answer rather than pooled (`PooledBody::new`).
+    /// is sent again on another, as it never left; an idempotent one that a connection idle
+    /// for `LONG_IDLE` or more failed under is sent once more on a new connection
+    /// (`replayable`). A connection whose request body was streamed is closed after its
+    /// answer rather than pooled (`PooledBody::new`).
     pub async fn request(
         &self,
         mut request: http::Request<OutboundBody>,
@@ -139,23 +141,40 @@ impl ProxyClient {
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
         *request.uri_mut() = http::Uri::try_from(path).map_err(|_| SendError::NotAbsolute)?;
         let reuse = !matches!(request.body(), OutboundBody::Channel(_));
+        // Set once a sent request is to go again: then on a new connection, and only once.
+        let mut replaying = false;
         loop {
-            let (mut sender, reused) = match proxy_pool::take(&origin) {
-                Some(idle) => (idle, true),
-                None => (self.connect(&uri).await?, false),
+            let idle = if replaying {
+                None
+            } else {
+                proxy_pool::take(&origin)
+            };
+            let (mut sender, idle_for) = match idle {
+                Some((sender, idle_for)) => (sender, Some(idle_for)),
+                None => (self.connect(&uri).await?, None),
             };
             if let Err(err) = sender.ready().await {
-                if reused {
+                if idle_for.is_some() {
                     continue;
                 }
                 return Err(SendError::Http(err));
             }
+            let mut replay = match idle_for {
+                Some(idle_for) if idle_for >= LONG_IDLE && !replaying => replayable(&request),
+                _ => None,
+            };
             match sender.try_send_request(request).await {
                 Ok(response) => {
                     return Ok(response.map(|body| PooledBody::new(body, origin, sender, reuse)));
                 }
-                Err(mut failed) => match failed.take_message() {
-                    Some(unsent) if reused => request = unsent,
+                Err(mut failed) => match (failed.take_message(), replay.take()) {
+                    // Never sent: the connection was closing; any other will do.
+                    (Some(unsent), _) if idle_for.is_some() => request = unsent,
+                    // Sent on a connection the provider was closing as it arrived.
+                    (_, Some(again)) => {
+                        request = again;
+                        replaying = true;
+                    }
                     _ => return Err(SendError::Http(failed.into_error())),
                 },
             }
@@ -180,6 +199,37 @@ impl ProxyClient {
         });
         Ok(sender)
     }
+}
+
+/// A connection idle this long may have been closed by its provider (servers' idle timeouts
+/// are seconds or more) just as a request goes out on it; one busy a moment ago has not.
+const LONG_IDLE: Duration = Duration::from_secs(1);
+
+/// A copy of an idempotent request (RFC 9110 §9.2.2) with its body held, to send once more
+/// when a long-idle connection fails under it, as nginx's `proxy_next_upstream` does. None
+/// for other methods and for streamed bodies, which are sent once.
+fn replayable(request: &http::Request<OutboundBody>) -> Option<http::Request<OutboundBody>> {
+    use http::Method;
+    let idempotent = [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PUT,
+        Method::DELETE,
+    ];
+    let OutboundBody::Full(body) = request.body() else {
+        return None;
+    };
+    if !idempotent.contains(request.method()) {
+        return None;
+    }
+    let mut copy = http::Request::new(OutboundBody::Full(body.clone()));
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    Some(copy)
 }
 
 /// `host[:port]`, the port only when it is not the scheme's default; never the authority's

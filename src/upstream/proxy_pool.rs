@@ -51,15 +51,17 @@ thread_local! {
     static IDLE: RefCell<Pool> = RefCell::new(Pool::default());
 }
 
-/// The most recently used open connection to `origin` idle on this thread, if any. It may
-/// still be finishing its last answer: `SendRequest::ready` says when it can take the next.
-pub fn take(origin: &Origin) -> Option<Sender> {
+/// The most recently used open connection to `origin` idle on this thread, if any, and how
+/// long it has been idle. It may still be finishing its last answer: `SendRequest::ready`
+/// says when it can take the next.
+pub fn take(origin: &Origin) -> Option<(Sender, Duration)> {
     IDLE.with(|pool| {
         let mut pool = pool.borrow_mut();
         let idle = pool.get_mut(origin)?;
         while let Some(Idle { sender, since }) = idle.pop() {
-            if !sender.is_closed() && since.elapsed() < IDLE_TIMEOUT {
-                return Some(sender);
+            let idle_for = since.elapsed();
+            if !sender.is_closed() && idle_for < IDLE_TIMEOUT {
+                return Some((sender, idle_for));
             }
         }
         None
@@ -187,6 +189,10 @@ mod tests {
         /// Answers one request, then closes without having said so (as a server closes a
         /// connection that has been idle too long).
         SilentClose,
+        /// On its first connection, answers the first request, then reads the second and
+        /// closes without answering (as a provider closing an idle connection just as a
+        /// request arrives); keeps every later connection open.
+        DropsSecond,
     }
 
     /// A raw HTTP/1.1 upstream on a local port: each answer's body is the number of requests
@@ -200,7 +206,7 @@ mod tests {
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { return };
-                counted.fetch_add(1, Ordering::SeqCst);
+                let first_connection = counted.fetch_add(1, Ordering::SeqCst) == 0;
                 let requests = requests.clone();
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -216,6 +222,12 @@ mod tests {
                                 break;
                             }
                         }
+                        if matches!(mode, Upstream::DropsSecond)
+                            && first_connection
+                            && requests.load(Ordering::SeqCst) == 1
+                        {
+                            return;
+                        }
                         let seen = requests.fetch_add(1, Ordering::SeqCst) + 1;
                         let close = match mode {
                             Upstream::AnnouncedClose => "connection: close\r\n",
@@ -227,7 +239,7 @@ mod tests {
                         if stream.write_all(answer.as_bytes()).is_err() {
                             return;
                         }
-                        if !matches!(mode, Upstream::KeepAlive) {
+                        if matches!(mode, Upstream::AnnouncedClose | Upstream::SilentClose) {
                             return;
                         }
                     }
@@ -236,6 +248,9 @@ mod tests {
         });
         (base, accepted)
     }
+
+    /// Past the client's `LONG_IDLE`.
+    const LONG_IDLE_FOR_TESTS: Duration = Duration::from_millis(1_100);
 
     fn client() -> ProxyClient {
         per_thread(&crate::config::Config::default()).unwrap()
@@ -310,6 +325,23 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    /// The request went out and the connection closed under it: an idempotent one is sent
+    /// again on a new connection, anything else fails.
+    #[tokio::test]
+    async fn an_idempotent_request_a_long_idle_connection_fails_under_is_sent_again() {
+        for (method, retried) in [(http::Method::GET, true), (http::Method::POST, false)] {
+            let (base, accepted) = upstream(Upstream::DropsSecond);
+            let client = client();
+            assert_eq!(body_of(&client, &base).await, "1");
+            tokio::time::sleep(LONG_IDLE_FOR_TESTS).await;
+            let mut request = get(&base);
+            *request.method_mut() = method.clone();
+            let answer = client.request(request).await;
+            assert_eq!(answer.is_ok(), retried, "{method}");
+            assert_eq!(accepted.load(Ordering::SeqCst), 1 + usize::from(retried));
+        }
     }
 
     #[tokio::test]
