@@ -159,15 +159,16 @@ impl ProxyClient {
                 }
                 return Err(SendError::Http(err));
             }
-            let mut replay = match idle_for {
-                Some(idle_for) if idle_for >= LONG_IDLE && !replaying => replayable(&request),
+            // (A replay goes out on a new connection, so it is never copied again.)
+            let replay = match idle_for {
+                Some(idle_for) if idle_for >= LONG_IDLE => replayable(&request),
                 _ => None,
             };
             match sender.try_send_request(request).await {
                 Ok(response) => {
                     return Ok(response.map(|body| PooledBody::new(body, origin, sender, reuse)));
                 }
-                Err(mut failed) => match (failed.take_message(), replay.take()) {
+                Err(mut failed) => match (failed.take_message(), replay) {
                     // Never sent: the connection was closing; any other will do.
                     (Some(unsent), _) if idle_for.is_some() => request = unsent,
                     // Sent on a connection the provider was closing as it arrived.
