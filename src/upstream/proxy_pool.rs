@@ -9,18 +9,25 @@
 //! is read, by whoever reads it, into that thread's pool. An HTTP worker drives the
 //! connections it opened on its own runtime, so each worker keeping its own idle list also
 //! keeps every call's I/O on one thread.
+//!
+//! A sweeper task per thread closes connections idle past the timeout even when no call
+//! comes to take them, and forgets origins left with none: a provider with one origin per
+//! customer (Salesforce's `instance_url`) would otherwise leave a worker holding sockets and
+//! map entries for every customer it ever called.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::{Authority, Scheme};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
+// tokio's clock is std's outside tests; tests pause and advance it to see the sweeper work.
+use tokio::time::Instant;
 
 use super::proxy_client::OutboundBody;
 
@@ -29,6 +36,8 @@ use super::proxy_client::OutboundBody;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Idle connections kept per origin and thread; past it, the oldest is closed.
 const MAX_IDLE_PER_ORIGIN: usize = 256;
+/// How often a thread's sweeper looks for expired idle connections while it has any.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 pub type Sender = SendRequest<OutboundBody>;
 
@@ -49,6 +58,8 @@ type Pool = HashMap<Origin, Vec<Idle>, foldhash::fast::RandomState>;
 
 thread_local! {
     static IDLE: RefCell<Pool> = RefCell::new(Pool::default());
+    /// Whether this thread's sweeper task is running.
+    static SWEEPING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The most recently used open connection to `origin` idle on this thread, if any, and how
@@ -81,6 +92,55 @@ pub fn give(origin: Origin, sender: Sender) {
         idle.drain(..close);
         idle.push(Idle { sender, since: now });
     });
+    if !SWEEPING.get() {
+        start_sweeper();
+    }
+}
+
+/// Starts this thread's sweeper, which runs while the thread has idle connections. Only on a
+/// single-threaded runtime (each HTTP worker's), where the task runs on the thread whose pool
+/// it sweeps; elsewhere expired connections are only dropped when `take` meets them.
+fn start_sweeper() {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    let Ok(runtime) = Handle::try_current() else {
+        return;
+    };
+    if runtime.runtime_flavor() != RuntimeFlavor::CurrentThread {
+        return;
+    }
+    SWEEPING.set(true);
+    runtime.spawn(async {
+        // Cleared however the task ends (its runtime shutting down drops it).
+        let _running = Sweeping;
+        loop {
+            tokio::time::sleep(SWEEP_EVERY).await;
+            if sweep(Instant::now()) == 0 {
+                return;
+            }
+        }
+    });
+}
+
+struct Sweeping;
+
+impl Drop for Sweeping {
+    fn drop(&mut self) {
+        SWEEPING.set(false);
+    }
+}
+
+/// Closes this thread's idle connections that are past the timeout or closed by their
+/// provider (dropping the sender ends its connection), and forgets origins left with none.
+/// Returns how many stay idle.
+fn sweep(now: Instant) -> usize {
+    IDLE.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        pool.retain(|_, idle| {
+            idle.retain(|i| !i.sender.is_closed() && now.duration_since(i.since) < IDLE_TIMEOUT);
+            !idle.is_empty()
+        });
+        pool.values().map(Vec::len).sum()
+    })
 }
 
 /// How many of the idle connections (`since`: when each became idle, oldest first) to close
@@ -96,6 +156,12 @@ fn oldest_to_close(len: usize, since: impl Iterator<Item = Instant>, now: Instan
 #[cfg(test)]
 fn idle_count(origin: &Origin) -> usize {
     IDLE.with(|pool| pool.borrow().get(origin).map_or(0, Vec::len))
+}
+
+/// Origins this thread's pool has entries for (tests).
+#[cfg(test)]
+fn origins_held() -> usize {
+    IDLE.with(|pool| pool.borrow().len())
 }
 
 /// An answer's body; its connection goes back to the pool once the body has been read to

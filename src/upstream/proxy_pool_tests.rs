@@ -26,20 +26,39 @@ enum Upstream {
     DropsSecond,
 }
 
+/// A raw upstream's base URL, and the connections it has accepted and seen closed.
+struct Served {
+    base: String,
+    accepted: Arc<AtomicUsize>,
+    closed: Arc<AtomicUsize>,
+}
+
+/// Counts one closed connection when its thread ends, however it ends.
+struct CountsClose(Arc<AtomicUsize>);
+
+impl Drop for CountsClose {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 /// A raw HTTP/1.1 upstream on a local port: each answer's body is the number of requests
-/// it has seen so far, 10 bytes long. Returns its base URL and the connections it accepted.
-fn upstream(mode: Upstream) -> (String, Arc<AtomicUsize>) {
+/// it has seen so far, 10 bytes long.
+fn upstream(mode: Upstream) -> Served {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let accepted = Arc::new(AtomicUsize::new(0));
+    let closed = Arc::new(AtomicUsize::new(0));
     let requests = Arc::new(AtomicUsize::new(0));
-    let counted = accepted.clone();
+    let (counted, closes) = (accepted.clone(), closed.clone());
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { return };
             let first_connection = counted.fetch_add(1, Ordering::SeqCst) == 0;
             let requests = requests.clone();
+            let closes = CountsClose(closes.clone());
             std::thread::spawn(move || {
+                let _closes = closes;
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 loop {
                     // A request head (these requests carry no body).
@@ -76,7 +95,11 @@ fn upstream(mode: Upstream) -> (String, Arc<AtomicUsize>) {
             });
         }
     });
-    (base, accepted)
+    Served {
+        base,
+        accepted,
+        closed,
+    }
 }
 
 /// Past the client's `LONG_IDLE`.
@@ -122,9 +145,48 @@ fn idle_connections_past_the_timeout_or_the_bound_are_closed_oldest_first() {
     assert_eq!(oldest_to_close(full - 1, ages(0, full - 1), now), 0);
 }
 
+/// No call comes for the connection: the thread's sweeper closes it once it has been idle
+/// past the timeout (not before), forgets its origin, and stops.
+#[tokio::test]
+async fn the_sweeper_closes_connections_idle_past_the_timeout() {
+    let Served { base, closed, .. } = upstream(Upstream::KeepAlive);
+    assert_eq!(body_of(&client(), &base).await, "1");
+    assert!(SWEEPING.get());
+    tokio::time::pause();
+    tokio::time::advance(SWEEP_EVERY).await;
+    settle(&closed, 1).await;
+    assert_eq!(idle_count(&origin_of(&base)), 1, "closed before its time");
+    assert_eq!(closed.load(Ordering::SeqCst), 0);
+
+    tokio::time::advance(IDLE_TIMEOUT).await;
+    settle(&closed, 1).await;
+    assert_eq!(
+        closed.load(Ordering::SeqCst),
+        1,
+        "the upstream saw the close"
+    );
+    assert_eq!(origins_held(), 0);
+    assert!(
+        !SWEEPING.get(),
+        "the sweeper runs only while connections are idle"
+    );
+}
+
+/// Lets this thread's tasks run (time is paused) while the upstream's threads see what they
+/// do, until `closed` reaches `count` or a second has passed.
+async fn settle(closed: &AtomicUsize, count: usize) {
+    for _ in 0..200 {
+        tokio::task::yield_now().await;
+        if closed.load(Ordering::SeqCst) >= count {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 #[tokio::test]
 async fn a_connection_is_reused_once_its_answer_is_read() {
-    let (base, accepted) = upstream(Upstream::KeepAlive);
+    let Served { base, accepted, .. } = upstream(Upstream::KeepAlive);
     let client = client();
     for expected in 1..=5 {
         assert_eq!(body_of(&client, &base).await, expected.to_string());
@@ -144,7 +206,7 @@ async fn a_connection_the_provider_closes_is_replaced() {
         (Upstream::AnnouncedClose, Duration::ZERO),
         (Upstream::SilentClose, Duration::from_millis(200)),
     ] {
-        let (base, accepted) = upstream(mode);
+        let Served { base, accepted, .. } = upstream(mode);
         let client = client();
         for expected in 1..=3 {
             assert_eq!(body_of(&client, &base).await, expected.to_string());
@@ -159,7 +221,7 @@ async fn a_connection_the_provider_closes_is_replaced() {
 #[tokio::test]
 async fn an_idempotent_request_a_long_idle_connection_fails_under_is_sent_again() {
     for (method, retried) in [(http::Method::GET, true), (http::Method::POST, false)] {
-        let (base, accepted) = upstream(Upstream::DropsSecond);
+        let Served { base, accepted, .. } = upstream(Upstream::DropsSecond);
         let client = client();
         assert_eq!(body_of(&client, &base).await, "1");
         tokio::time::sleep(LONG_IDLE_FOR_TESTS).await;
@@ -173,7 +235,7 @@ async fn an_idempotent_request_a_long_idle_connection_fails_under_is_sent_again(
 
 #[tokio::test]
 async fn a_body_left_unread_takes_its_connection_with_it() {
-    let (base, accepted) = upstream(Upstream::KeepAlive);
+    let Served { base, accepted, .. } = upstream(Upstream::KeepAlive);
     let client = client();
     let unread = client.request(get(&base)).await.unwrap();
     assert_eq!(
@@ -192,7 +254,7 @@ async fn a_body_left_unread_takes_its_connection_with_it() {
 
 #[tokio::test]
 async fn a_connection_that_streamed_its_request_body_is_not_pooled() {
-    let (base, accepted) = upstream(Upstream::KeepAlive);
+    let Served { base, accepted, .. } = upstream(Upstream::KeepAlive);
     let client = client();
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     drop(tx); // an upload that is already complete (and empty)
