@@ -71,6 +71,9 @@ pub struct Config {
     pub proxy_max_body_bytes: u64,
     /// How long decrypted credentials stay in the proxy's memory, in seconds (0: not cached).
     pub credential_cache_secs: u64,
+    /// The longest a proxied call may wait out a provider's 429 when its caller asks to
+    /// (`Retry-After` within the caller's bound and this one), in seconds (0: never waits).
+    pub proxy_rate_limit_wait_max_secs: u64,
     /// GraphQL root fields (aliases and batch entries each count) one key may run per minute
     /// (0: unlimited).
     pub graphql_rate_limit_per_minute: u64,
@@ -111,6 +114,7 @@ impl Default for Config {
             demo_provider: None,
             proxy_max_body_bytes: 10 * 1024 * 1024,
             credential_cache_secs: 30,
+            proxy_rate_limit_wait_max_secs: 30,
             graphql_rate_limit_per_minute: 3000,
             log_retention_days: 30,
             webhook_retry_schedule: "0,5,300,1800,7200,18000,36000,36000".to_owned(),
@@ -150,6 +154,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("demo_provider", Kind::Boolean),
     ("proxy_max_body_bytes", Kind::Integer),
     ("credential_cache_secs", Kind::Integer),
+    ("proxy_rate_limit_wait_max_secs", Kind::Integer),
     ("graphql_rate_limit_per_minute", Kind::Integer),
     ("log_retention_days", Kind::Integer),
     ("webhook_retry_schedule", Kind::Text),
@@ -239,6 +244,9 @@ impl Config {
         }
         if self.credential_cache_secs > 3600 {
             bail!("credential_cache_secs must be at most 3600");
+        }
+        if self.proxy_rate_limit_wait_max_secs > 300 {
+            bail!("proxy_rate_limit_wait_max_secs must be at most 300");
         }
         if self.webhook_retry_delays().is_none() {
             bail!("webhook_retry_schedule must be 1 to 20 comma-separated whole seconds");

@@ -42,6 +42,10 @@ pub struct ProxyInput {
     pub body: Option<String>,
     pub json: Option<Json<serde_json::Value>>,
     pub body_base64: Option<String>,
+    /// When the provider answers 429 with a `Retry-After` of at most this many seconds (and
+    /// at most the server's `proxy_rate_limit_wait_max_secs`), wait that long and send the
+    /// call once more; otherwise, and by default, the 429 is the answer.
+    pub rate_limit_wait_secs: Option<i32>,
 }
 
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
@@ -187,6 +191,8 @@ async fn run(
             "the body is larger than {max} bytes"
         )));
     }
+    let rate_limit_wait =
+        proxy::rate_limit::allowed_wait(&state.config, input.rate_limit_wait_secs.map(i64::from))?;
     let query = input.query.filter(|q| !q.is_empty()).map(|params| {
         let mut encoder = url::form_urlencoded::Serializer::new(String::new());
         for param in params {
@@ -208,6 +214,7 @@ async fn run(
         query,
         headers,
         body,
+        rate_limit_wait,
     };
     let forwarded = proxy::forward(&deps, scope, id, call).await?;
     let response = forwarded.response;

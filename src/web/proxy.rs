@@ -25,6 +25,10 @@ const HELD_REQUEST_BYTES: u64 = 64 * 1024;
 /// Response bodies up to this size are read in full and sent with a length.
 const HELD_RESPONSE_BYTES: u64 = 256 * 1024;
 
+/// `rate_limit::WAIT_HEADER`, made once (a name given as text is parsed at every lookup).
+const WAIT_HEADER: actix_web::http::header::HeaderName =
+    actix_web::http::header::HeaderName::from_static(proxy::rate_limit::WAIT_HEADER);
+
 /// The provider's side of a call, for its log entry.
 pub struct Upstream {
     pub target: Arc<proxy::Target>,
@@ -125,12 +129,17 @@ async fn call(
         }
         _ => CallBody::Stream(stream_body(payload, max, overflow.clone())),
     };
+    let rate_limit_wait = proxy::rate_limit::wait_from_header(
+        &state.config,
+        req.headers().get(&WAIT_HEADER).map(|v| v.as_bytes()),
+    )?;
     let call = ProxyCall {
         method,
         path,
         query: req.uri().query().map(str::to_owned),
         headers: to_reqwest_headers(req.headers()),
         body,
+        rate_limit_wait,
     };
     let forwarded = match proxy::forward(&state.deps(), scope, id, call).await {
         Err(_) if overflow.load(Ordering::SeqCst) => return Err(too_large(max)),

@@ -258,7 +258,8 @@ async fn elsewhere(state: web::Data<Arc<Mutex<FakeState>>>) -> HttpResponse {
 }
 
 /// The fake provider's API: records every call; `/api/redirect?to=…` answers 302,
-/// `/api/limited` 429, `/api/big?bytes=n` a body of n bytes, `/api/binary` non-UTF-8 bytes,
+/// `/api/limited` 429 (`Retry-After: 7`), `/api/busy?…` 429 (`Retry-After: 1`) to the first
+/// call with each query string and an echo after, `/api/big?bytes=n` a body of n bytes, `/api/binary` non-UTF-8 bytes,
 /// `/api/slow?ms=n` answers after n ms, `/api/stall?ms=n` sends its head and a first chunk at
 /// once and the rest n ms later; anything else echoes the request as JSON (401 for a rejected
 /// token).
@@ -307,6 +308,18 @@ async fn api(
             return HttpResponse::TooManyRequests()
                 .insert_header(("retry-after", "7"))
                 .json(json!({ "error": "slow down" }));
+        }
+        "/api/busy" => {
+            let seen = state
+                .api_requests
+                .iter()
+                .filter(|r| r.path == request.path && r.query == request.query)
+                .count();
+            if seen == 1 {
+                return HttpResponse::TooManyRequests()
+                    .insert_header(("retry-after", "1"))
+                    .json(json!({ "error": "busy" }));
+            }
         }
         "/api/big" => {
             let n: usize = query.get("bytes").and_then(|b| b.parse().ok()).unwrap_or(0);

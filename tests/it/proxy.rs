@@ -472,6 +472,81 @@ proxy_test!(
 );
 
 proxy_test!(
+    a_429_within_the_wait_the_caller_allows_is_waited_out_and_sent_once_more,
+    |_| {},
+    |app, fake, tenant, id| async {
+        // `/busy?n=…` answers 429 with `Retry-After: 1` to the first call for each `n`.
+        let calls = |n: &str| {
+            let query = format!("n={n}");
+            let seen = fake.api_requests().into_iter();
+            seen.filter(|r| r.path == "/api/busy" && r.query == query)
+                .collect::<Vec<_>>()
+        };
+        let raw = |n: &str, wait: Option<&str>| {
+            let mut request = app
+                .client
+                .get(raw_url(&app, &id, &format!("/busy?n={n}")))
+                .bearer_auth(&tenant.key);
+            if let Some(wait) = wait {
+                request = request.header("keyway-rate-limit-wait", wait);
+            }
+            request.send()
+        };
+        // Raw route: the 1 s asked for by the provider is within the 5 s the caller allows.
+        let started = std::time::Instant::now();
+        let response = raw("1", Some("5")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(
+            started.elapsed() >= std::time::Duration::from_secs(1),
+            "waited"
+        );
+        assert_eq!(calls("1").len(), 2, "sent once more");
+        assert!(
+            calls("1")
+                .iter()
+                .all(|r| r.header("keyway-rate-limit-wait").is_none()),
+            "Keyway's own header is not sent on"
+        );
+        // Not asked to wait, or not long enough: the 429 is the answer, at once.
+        let started = std::time::Instant::now();
+        let response = raw("2", None).await.unwrap();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()["retry-after"], "1");
+        let response = app
+            .client
+            .get(raw_url(&app, &id, "/limited"))
+            .bearer_auth(&tenant.key)
+            .header("keyway-rate-limit-wait", "5")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::TOO_MANY_REQUESTS,
+            "7 s > 5 s"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(calls("2").len(), 1);
+        // The mutation waits when asked.
+        let input = |n: &str, wait: i64| {
+            json!({ "connectionId": id, "path": "/busy", "query": [{"name": "n", "value": n}],
+                    "rateLimitWaitSecs": wait })
+        };
+        let body = proxy(&app, &tenant.key, input("3", 2)).await;
+        assert_eq!(body["data"]["proxy"]["status"], 200, "{body}");
+        assert_eq!(calls("3").len(), 2);
+        let body = proxy(&app, &tenant.key, input("4", 0)).await;
+        assert_eq!(body["data"]["proxy"]["status"], 429, "{body}");
+        // A wait that is not a number of seconds is refused before any call.
+        let body = proxy(&app, &tenant.key, input("5", -1)).await;
+        assert_eq!(first_code(&body), "BAD_USER_INPUT", "{body}");
+        let response = raw("5", Some("soon")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert!(calls("5").is_empty());
+    }
+);
+
+proxy_test!(
     the_upstream_timeout_covers_the_answer_and_its_body,
     |c| c.upstream_timeout_secs = 1,
     |app, fake, tenant, id| async {

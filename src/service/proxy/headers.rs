@@ -1,9 +1,9 @@
 //! Which headers cross the proxy, and how the credential is added.
 //!
 //! Towards the provider: the caller's headers minus its `Authorization`, `Host`, cookies,
-//! hop-by-hop headers (RFC 9110 §7.6.1, plus whatever `Connection` names), forwarding headers
-//! and whatever header the credential travels in; then the catalog's fixed headers and the
-//! credential. Back to the caller: the provider's headers minus hop-by-hop ones and cookies.
+//! hop-by-hop headers (RFC 9110 §7.6.1, plus whatever `Connection` names), forwarding headers,
+//! Keyway's own `Keyway-…` headers and whatever header the credential travels in; then the
+//! catalog's fixed headers and the credential. Back to the caller: the provider's headers minus hop-by-hop ones and cookies.
 
 use std::collections::BTreeMap;
 
@@ -43,11 +43,14 @@ const CALLER_ONLY: &[&str] = &[
 /// Never passed back: the provider's session cookies are no business of the caller.
 const PROVIDER_ONLY: &[&str] = &["set-cookie", "set-cookie2", "content-length"];
 
-/// Whether a caller's header is dropped whatever the provider: hop-by-hop or the caller's own.
-/// The raw route skips these before copying the caller's headers at all, so the caller's
-/// `Authorization` (its secret key) is never copied.
+/// Whether a caller's header is dropped whatever the provider: hop-by-hop, the caller's own,
+/// or addressed to Keyway (`Keyway-…`, as `Keyway-Rate-Limit-Wait`). The raw route skips
+/// these before copying the caller's headers at all, so the caller's `Authorization` (its
+/// secret key) is never copied.
 pub fn never_forwarded(lower_case_name: &str) -> bool {
-    HOP_BY_HOP.contains(&lower_case_name) || CALLER_ONLY.contains(&lower_case_name)
+    HOP_BY_HOP.contains(&lower_case_name)
+        || CALLER_ONLY.contains(&lower_case_name)
+        || lower_case_name.starts_with("keyway-")
 }
 
 /// The header names a `Connection` header lists (as written: compare ignoring case).

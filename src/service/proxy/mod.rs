@@ -2,7 +2,8 @@
 //! (SPEC §5 "Proxy"). The URL never leaves the provider's base URL (`url`); the caller's
 //! identity and hop-by-hop headers never reach the provider (`headers`); redirects are never
 //! followed (the one upstream client); a token near expiry is refreshed first, and an upstream
-//! 401 triggers one refresh and one retry. Decrypted credentials come from `cache`, so a call
+//! 401 triggers one refresh and one retry; a 429 is passed back, or, when the caller allows a
+//! wait and the provider's `Retry-After` is within it, waited out and retried once. Decrypted credentials come from `cache`, so a call
 //! reads nothing from the database unless its entry is missing.
 //!
 //! What it must never do: log or return a credential, or send one anywhere but the
@@ -10,6 +11,7 @@
 
 pub mod cache;
 pub mod headers;
+pub mod rate_limit;
 pub mod response;
 pub mod url;
 
@@ -108,6 +110,9 @@ pub struct ProxyCall {
     pub query: Option<String>,
     pub headers: HeaderMap,
     pub body: CallBody,
+    /// How long the caller is willing to wait out a 429 (`rate_limit::allowed_wait`); zero:
+    /// the 429 is the answer.
+    pub rate_limit_wait: Duration,
 }
 
 pub struct Forwarded {
@@ -161,6 +166,7 @@ pub async fn forward(
         query,
         headers,
         body,
+        rate_limit_wait,
     } = call;
     let mut outbound = headers::outbound(&headers, &target.provider);
     outbound
@@ -196,21 +202,36 @@ pub async fn forward(
     };
     let timeout = Duration::from_secs(deps.config.upstream_timeout_secs);
 
-    // Only a call that may be retried needs its headers twice.
+    // Only a call that may be retried needs its headers twice. A call is sent twice at
+    // most, whichever answer asked for the second.
     let retry = replay
-        .filter(|_| target.refreshable)
+        .filter(|_| target.refreshable || !rate_limit_wait.is_zero())
         .map(|r| (r, outbound.clone()));
     let started = Instant::now();
     let mut response = send(&http, request(&target, body, outbound)?, timeout).await?;
-    if response.status() == reqwest::StatusCode::UNAUTHORIZED
-        && let Some((replay, headers)) = retry
-    {
-        // The token may have been revoked or rotated early: refresh once and try again.
-        // If the refresh fails, the provider's 401 is the answer.
-        if let Ok(fresh) = Box::pin(fresh_target(deps, scope, &target, true)).await {
-            target = fresh;
-            let again = request(&target, OutboundBody::full(replay), headers)?;
-            response = send(&http, again, timeout).await?;
+    if let Some((replay, headers)) = retry {
+        match response.status() {
+            reqwest::StatusCode::UNAUTHORIZED if target.refreshable => {
+                // The token may have been revoked or rotated early: refresh once and try
+                // again. If the refresh fails, the provider's 401 is the answer.
+                if let Ok(fresh) = Box::pin(fresh_target(deps, scope, &target, true)).await {
+                    target = fresh;
+                    let again = request(&target, OutboundBody::full(replay), headers)?;
+                    response = send(&http, again, timeout).await?;
+                }
+            }
+            reqwest::StatusCode::TOO_MANY_REQUESTS => {
+                let delay = rate_limit::retry_after(response.headers(), Utc::now())
+                    .filter(|delay| *delay <= rate_limit_wait);
+                if let Some(delay) = delay {
+                    // Its body is not wanted: dropping it closes its connection.
+                    drop(response);
+                    tokio::time::sleep(delay).await;
+                    let again = request(&target, OutboundBody::full(replay), headers)?;
+                    response = send(&http, again, timeout).await?;
+                }
+            }
+            _ => {}
         }
     }
     Ok(Forwarded {
