@@ -3,8 +3,9 @@
 //! identity and hop-by-hop headers never reach the provider (`headers`); redirects are never
 //! followed (the one upstream client); a token near expiry is refreshed first, and an upstream
 //! 401 triggers one refresh and one retry; a 429 is passed back, or, when the caller allows a
-//! wait and the provider's `Retry-After` is within it, waited out and retried once. Decrypted credentials come from `cache`, so a call
-//! reads nothing from the database unless its entry is missing.
+//! wait and the provider's `Retry-After` is within it, waited out and retried once (`rate_limit`).
+//! Decrypted credentials come from `cache`, so a call reads nothing from the database unless
+//! its entry is missing.
 //!
 //! What it must never do: log or return a credential, or send one anywhere but the
 //! provider's own host.
