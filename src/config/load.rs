@@ -232,4 +232,18 @@ mod tests {
             Config::load_from(None, vars(&[("KEYWAY_MASTER_KEY", &"ab".repeat(32))])).unwrap();
         assert!(!format!("{config:?}").contains(&"ab".repeat(32)));
     }
+
+    #[test]
+    fn the_proxy_bounds_are_checked_and_name_their_key() {
+        for (var, over, edge) in [
+            ("KEYWAY_UPSTREAM_TIMEOUT_SECS", "121", "120"),
+            ("KEYWAY_CREDENTIAL_CACHE_SECS", "3601", "3600"),
+            ("KEYWAY_PROXY_RATE_LIMIT_WAIT_MAX_SECS", "301", "300"),
+        ] {
+            let err = Config::load_from(None, vars(&[(var, over)])).unwrap_err();
+            let key = var.trim_start_matches("KEYWAY_").to_ascii_lowercase();
+            assert!(err.to_string().starts_with(&key), "{var}: {err}");
+            Config::load_from(None, vars(&[(var, edge)])).unwrap();
+        }
+    }
 }

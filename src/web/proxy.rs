@@ -99,6 +99,11 @@ async fn call(
     id: Uuid,
     path: String,
 ) -> Result<(Upstream, HttpResponse)> {
+    // Refused before it counts against the plan, as the mutation's arguments are.
+    let rate_limit_wait = proxy::rate_limit::wait_from_header(
+        &state.config,
+        req.headers().get(&WAIT_HEADER).map(|v| v.as_bytes()),
+    )?;
     state
         .limits
         .count_request(&state.db, scope.application_id())
@@ -129,10 +134,6 @@ async fn call(
         }
         _ => CallBody::Stream(stream_body(payload, max, overflow.clone())),
     };
-    let rate_limit_wait = proxy::rate_limit::wait_from_header(
-        &state.config,
-        req.headers().get(&WAIT_HEADER).map(|v| v.as_bytes()),
-    )?;
     let call = ProxyCall {
         method,
         path,
