@@ -2,35 +2,33 @@
 //!
 //! `start` records a single-use flow (a 256-bit `state`, stored hashed; a PKCE S256 verifier,
 //! sealed; the issuer; a 10-minute expiry) and returns the provider's authorize URL.
-//! `callback` claims the flow atomically (a replayed or expired `state` gets nothing, and no
-//! token request is made), checks the issuer when the provider names one, exchanges the code
-//! with a client that follows no redirects, stores the tokens, and sends the browser back to
-//! the application's exact redirect URI.
+//! `callback` (`callback.rs`) claims the flow atomically (a replayed or expired `state` gets
+//! nothing, and no token request is made), checks the issuer when the provider names one,
+//! exchanges the code with a client that follows no redirects, stores the tokens, and sends the
+//! browser back to the application's exact redirect URI.
 
+mod callback;
 pub mod client;
 mod link;
 
+pub use callback::{CallbackParams, Outcome, callback};
 pub use link::{AUTHORIZE_LINK_MINUTES, authorize_link, open_authorize_link};
 
 use chrono::{DateTime, Duration, Utc};
-use client::{Endpoints, TokenEndpoint, Tokens, spec as oauth};
-use entity::oauth_flow::{ActiveModel, Column, Entity, Model};
+use client::{Endpoints, spec as oauth};
+use entity::oauth_flow::{ActiveModel, Column, Entity};
 use oauth2::{AuthUrl, ClientId, CsrfToken, PkceCodeChallenge, RedirectUrl};
-use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::connections::{
-    self, ConnectionChanges, CredentialsInput, Deps, Environment, IntegrationRef, NewConnection,
-};
+use super::connections::{self, Deps, Environment, IntegrationRef};
 use super::integrations;
 use crate::auth::{AppScope, Tenancy};
 use crate::catalog::template;
 use crate::crypto::Binding;
 use crate::crypto::tokens::{hash_secret, random_base64};
 use crate::error::{Error, Result};
-use crate::ids::{self, NodeType};
 use crate::service::{applications, validate};
 
 pub const FLOW_TTL_MINUTES: i64 = 10;
@@ -51,26 +49,6 @@ pub struct StartFlow {
 pub struct Started {
     pub authorize_url: String,
     pub expires_at: DateTime<Utc>,
-}
-
-/// What the provider sent to `/oauth/callback`.
-#[derive(Default, serde::Deserialize)]
-pub struct CallbackParams {
-    pub state: Option<String>,
-    pub code: Option<String>,
-    pub error: Option<String>,
-    pub iss: Option<String>,
-    /// Anything else (QuickBooks' `realmId`, …): matched to provider settings.
-    #[serde(flatten)]
-    pub extra: std::collections::BTreeMap<String, String>,
-}
-
-/// Where the callback sends the browser.
-pub enum Outcome {
-    /// Back to the application, with `connection_id` or `error`.
-    Redirect(String),
-    /// No flow to return to (unknown, used or expired state): a plain error page.
-    Rejected(&'static str),
 }
 
 pub async fn start(deps: &Deps<'_>, scope: &AppScope, input: StartFlow) -> Result<Started> {
@@ -187,168 +165,6 @@ pub async fn purge_expired_flows(db: &sea_orm::DatabaseConnection) -> Result<u64
     Ok(deleted.rows_affected)
 }
 
-pub async fn callback(
-    deps: &Deps<'_>,
-    http: &reqwest::Client,
-    params: CallbackParams,
-) -> Result<Outcome> {
-    let Some(state) = params.state.as_deref().filter(|s| s.len() <= 256) else {
-        return Ok(Outcome::Rejected("the authorization response has no state"));
-    };
-    let Some(flow) = Entity::find()
-        .filter(Column::StateHash.eq(hash_secret(state)))
-        .one(deps.db)
-        .await?
-    else {
-        return Ok(Outcome::Rejected("this authorization is unknown"));
-    };
-    // Claim the flow: exactly one callback may use it, and only before it expires.
-    let claimed = Entity::update_many()
-        .col_expr(Column::UsedAt, Expr::value(Utc::now()))
-        .filter(Column::Id.eq(flow.id))
-        .filter(Column::UsedAt.is_null())
-        .filter(Column::ExpiresAt.gt(Utc::now()))
-        .exec(deps.db)
-        .await?;
-    if claimed.rows_affected != 1 {
-        return Ok(Outcome::Rejected(
-            "this authorization was already used or has expired",
-        ));
-    }
-    let back = |query: &[(&str, &str)]| Outcome::Redirect(with_query(&flow.redirect_uri, query));
-    if let Some(iss) = &params.iss
-        && iss.trim_end_matches('/') != flow.issuer.trim_end_matches('/')
-    {
-        tracing::warn!(flow = %flow.id, "callback issuer does not match the flow's");
-        return Ok(back(&[
-            ("error", "invalid_request"),
-            ("error_description", "issuer mismatch"),
-        ]));
-    }
-    if let Some(error) = &params.error {
-        let error: String = error
-            .chars()
-            .filter(|c| c.is_ascii_lowercase() || *c == '_')
-            .take(64)
-            .collect();
-        return Ok(back(&[("error", error.as_str())]));
-    }
-    let Some(code) = params
-        .code
-        .clone()
-        .filter(|c| !c.is_empty() && c.len() <= 4096)
-    else {
-        return Ok(back(&[("error", "invalid_request")]));
-    };
-    match exchange(deps, http, &flow, code).await {
-        Ok(tokens) => {
-            let connection = store(deps, &flow, tokens, &params.extra).await?;
-            let id = ids::encode(NodeType::Connection, connection);
-            Ok(back(&[("connection_id", id.as_str())]))
-        }
-        Err(err) => {
-            tracing::warn!(flow = %flow.id, error = ?err, "token exchange failed");
-            Ok(back(&[
-                ("error", "server_error"),
-                ("error_description", "token exchange failed"),
-            ]))
-        }
-    }
-}
-
-async fn exchange(
-    deps: &Deps<'_>,
-    http: &reqwest::Client,
-    flow: &Model,
-    code: String,
-) -> Result<Tokens> {
-    let tenancy = Tenancy::Application(flow.application_id);
-    let integration = integrations::get_in(deps.db, tenancy, flow.integration_id).await?;
-    let provider = integrations::provider(deps.catalog, &integration)?;
-    let environment = Environment::parse_stored(&flow.environment);
-    let endpoint = TokenEndpoint::new(deps, &integration, &provider, environment, &flow.settings)?;
-    let verifier = match &flow.pkce_verifier {
-        Some(sealed) => {
-            let plain = deps
-                .keys
-                .open_sealed(sealed, flow_binding(flow.id, flow.application_id))?;
-            Some(String::from_utf8(plain.to_vec()).map_err(Error::internal)?)
-        }
-        None => None,
-    };
-    endpoint
-        .exchange_code(http, code, verifier)
-        .await
-        .map_err(|e| Error::Upstream(e.to_string()))
-}
-
-/// Writes the tokens to a new connection, or to the one being re-authorized.
-async fn store(
-    deps: &Deps<'_>,
-    flow: &Model,
-    tokens: Tokens,
-    callback_extra: &std::collections::BTreeMap<String, String>,
-) -> Result<Uuid> {
-    let scope = AppScope::trusted(flow.application_id);
-    let integration = integrations::get_in(
-        deps.db,
-        Tenancy::Application(flow.application_id),
-        flow.integration_id,
-    )
-    .await?;
-    let provider = integrations::provider(deps.catalog, &integration)?;
-    // Settings the provider hands over during authorization (Salesforce's instance_url in
-    // the token response, QuickBooks' realmId on the callback).
-    let mut settings = flow.settings.as_object().cloned().unwrap_or_default();
-    for field in &provider.settings {
-        let from_token = tokens
-            .extra
-            .get(&field.id)
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let from_callback = callback_extra
-            .get(&field.id)
-            .or_else(|| callback_extra.get(&camel_case(&field.id)))
-            .cloned();
-        if let Some(value) = from_token.or(from_callback) {
-            settings.insert(field.id.clone(), Value::String(value));
-        }
-    }
-    let requested: Vec<String> = serde_json::from_value(flow.scopes.clone()).unwrap_or_default();
-    let credentials = CredentialsInput {
-        fields: None,
-        access_token: Some(crate::crypto::Secret::new(tokens.access)),
-        refresh_token: tokens.refresh.map(crate::crypto::Secret::new),
-        expires_at: tokens.expires_at,
-        token_type: Some("Bearer".into()),
-        // RFC 6749 §5.1: no scope in the answer means the requested ones were granted.
-        scopes: Some(tokens.scopes.unwrap_or(requested)),
-    };
-    match flow.connection_id {
-        Some(id) => {
-            let changes = ConnectionChanges {
-                settings: Some(Value::Object(settings)),
-                credentials: Some(credentials),
-                ..ConnectionChanges::default()
-            };
-            Ok(connections::update(deps, &scope, id, changes).await?.id)
-        }
-        None => {
-            let new = NewConnection {
-                consumer_id: flow.consumer_id.clone(),
-                integration: IntegrationRef::Id(flow.integration_id),
-                environment: Environment::parse_stored(&flow.environment),
-                settings: Some(Value::Object(settings)),
-                metadata: None,
-                user_email: None,
-                enabled: true,
-                credentials: Some(credentials),
-            };
-            Ok(connections::create(deps, &scope, new).await?.id)
-        }
-    }
-}
-
 /// The authorization server's issuer identifier: its origin (RFC 9207 allows a path, but
 /// no catalog provider uses one).
 fn issuer_of(authorize_url: &str) -> String {
@@ -369,32 +185,6 @@ fn resolve_redirect(app: &entity::application::Model, given: Option<&str>) -> Re
             Error::bad_input("redirectUri is required: the application has no default")
         }),
     }
-}
-
-fn with_query(base: &str, pairs: &[(&str, &str)]) -> String {
-    match url::Url::parse(base) {
-        Ok(mut url) => {
-            url.query_pairs_mut().extend_pairs(pairs);
-            url.to_string()
-        }
-        Err(_) => base.to_owned(),
-    }
-}
-
-fn camel_case(id: &str) -> String {
-    let mut out = String::new();
-    let mut upper = false;
-    for c in id.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(c.to_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 fn flow_binding(id: Uuid, application_id: Uuid) -> Binding<'static> {
