@@ -1272,6 +1272,16 @@ proxy_test!(
     |_| {},
     |app, fake, tenant, id| async {
         app.ok(&app.operator, "mutation($id: ID!) { updateApplication(id: $id, input: {requestsPerMinute: 4}) { id } }", json!({ "id": tenant.id })).await;
+        // A call refused for its own input does not count.
+        let bad = app
+            .client
+            .get(raw_url(&app, &id, "/me"))
+            .bearer_auth(&tenant.key)
+            .header("keyway-rate-limit-wait", "soon")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
         let mut statuses = Vec::new();
         for _ in 0..3 {
             let response = raw_get(&app, &tenant.key, &id, "/me").await;
