@@ -16,6 +16,7 @@ mod providers;
 mod proxy;
 mod rate_limit;
 mod relay;
+pub mod root_fields;
 mod viewer;
 mod webhooks;
 

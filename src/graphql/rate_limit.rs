@@ -4,9 +4,7 @@
 use std::sync::Arc;
 
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
-use async_graphql::parser::types::{
-    DocumentOperations, ExecutableDocument, Selection, SelectionSet,
-};
+use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{ServerError, ServerResult, Variables};
 
 use crate::auth::Principal;
@@ -38,7 +36,7 @@ impl Extension for KeyRateLimit {
         let Some(state) = ctx.data_opt::<AppState>() else {
             return Ok(document);
         };
-        let cost = root_fields(&document);
+        let cost = super::root_fields::count(&document);
         if let Err(err) = state.limits.count_graphql(&state.db, key, cost).await {
             let err: async_graphql::Error = err.into();
             return Err(ServerError {
@@ -51,39 +49,4 @@ impl Extension for KeyRateLimit {
         }
         Ok(document)
     }
-}
-
-/// Root fields of the costliest operation in the document (only one runs; the caller's
-/// `operationName` is not known here, so the largest is counted).
-pub fn root_fields(document: &ExecutableDocument) -> usize {
-    let count = |set: &SelectionSet| count_set(document, set, 0);
-    match &document.operations {
-        DocumentOperations::Single(op) => count(&op.node.selection_set.node),
-        DocumentOperations::Multiple(ops) => ops
-            .values()
-            .map(|op| count(&op.node.selection_set.node))
-            .max()
-            .unwrap_or(0),
-    }
-}
-
-fn count_set(document: &ExecutableDocument, set: &SelectionSet, depth: usize) -> usize {
-    if depth > 10 {
-        return 0;
-    }
-    set.items
-        .iter()
-        .map(|selection| match &selection.node {
-            Selection::Field(_) => 1,
-            Selection::InlineFragment(f) => {
-                count_set(document, &f.node.selection_set.node, depth + 1)
-            }
-            Selection::FragmentSpread(spread) => document
-                .fragments
-                .get(&spread.node.fragment_name.node)
-                .map_or(0, |f| {
-                    count_set(document, &f.node.selection_set.node, depth + 1)
-                }),
-        })
-        .sum()
 }

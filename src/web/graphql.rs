@@ -17,7 +17,7 @@ use std::time::Instant;
 use crate::auth::Principal;
 use crate::error::Error;
 use crate::graphql::context::{LogTags, RequestInfo};
-use crate::graphql::{KeywaySchema, MAX_BATCH};
+use crate::graphql::{KeywaySchema, MAX_BATCH, root_fields};
 use crate::service::usage::{ApiStyle, LogEntry};
 use crate::state::AppState;
 use crate::web::request_id;
@@ -63,7 +63,7 @@ async fn execute(
     req: &HttpRequest,
     mut payload: web::Payload,
     principal: Principal,
-    entry: Option<&mut LogEntry>,
+    mut entry: Option<&mut LogEntry>,
 ) -> HttpResponse {
     if let Some(entry) = &entry
         && let Err(err) = state
@@ -91,10 +91,15 @@ async fn execute(
         }
         body.extend_from_slice(&chunk);
     }
-    let batch = match parse_body(&body) {
+    let mut batch = match parse_body(&body) {
         Ok(batch) => batch,
         Err(err) => return error_response(&err, StatusCode::BAD_REQUEST),
     };
+    if let Some(entry) = entry.as_mut()
+        && let Some(label) = operation_label(&mut batch)
+    {
+        entry.operation = label;
+    }
     let tags = LogTags::default();
     let info = RequestInfo {
         request_id: request_id::of(req),
@@ -161,6 +166,27 @@ fn parse_body(body: &[u8]) -> Result<BatchRequest, Error> {
         }
         _ => Err(not_graphql()),
     }
+}
+
+/// What the request log calls a POST: the root fields its operations select
+/// (`root_fields::names`), each once across a batch, joined by `,`: `connections`,
+/// `consumer,createConnectLink`. The documents are parsed here, once: execution takes
+/// the parsed document from the request. `None` when no request parses (the log keeps
+/// `graphql`).
+fn operation_label(batch: &mut BatchRequest) -> Option<String> {
+    let mut names: Vec<String> = Vec::new();
+    for request in batch.iter_mut() {
+        let operation_name = request.operation_name.clone();
+        let Ok(document) = request.parsed_query() else {
+            continue;
+        };
+        for name in root_fields::names(document, operation_name.as_deref()).unwrap_or_default() {
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_owned());
+            }
+        }
+    }
+    (!names.is_empty()).then(|| names.join(","))
 }
 
 /// Errors raised before resolvers run (parse, validation, argument coercion) carry no code;

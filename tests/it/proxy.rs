@@ -1117,6 +1117,62 @@ proxy_test!(
 );
 
 proxy_test!(
+    graphql_calls_are_logged_under_the_root_fields_that_ran,
+    |_| {},
+    |app, _fake, tenant, _id| async {
+        let latest_operations = |n: usize| {
+            let app = &app;
+            let key = tenant.key.clone();
+            async move {
+                flush_logs(app).await;
+                let data = app
+                    .ok(&key, "{ logs(first: 20, filter: {apiStyle: UNIFY}) { edges { node { operation } } } }", json!({}))
+                    .await;
+                let all: Vec<String> = data["logs"]["edges"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["node"]["operation"].as_str().unwrap().to_owned())
+                    .collect();
+                // Newest first; this `logs` query is logged once it has answered.
+                all[..n].to_vec()
+            }
+        };
+        // Aliases and fragments: the schema's names, each once, in document order.
+        app.ok(
+            &tenant.key,
+            "query Two { a: viewer { __typename } ...More b: viewer { __typename } } fragment More on QueryRoot { consumers(first: 1) { edges { cursor } } }",
+            json!({}),
+        )
+        .await;
+        assert_eq!(latest_operations(1).await, ["viewer,consumers"]);
+
+        // The operation that ran, of several, and the root fields of a whole batch.
+        let (status, _) = app
+            .post_json(
+                &tenant.key,
+                json!([
+                    {"query": "query A { viewer { __typename } } query B { consumers(first: 1) { edges { cursor } } }", "operationName": "B"},
+                    {"query": "{ viewer { __typename } }"},
+                ]),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(latest_operations(1).await, ["consumers,viewer"]);
+
+        // Nothing that ran to name: a document that does not parse, an unknown operation.
+        app.post_json(&tenant.key, json!({"query": "{ viewer "}))
+            .await;
+        app.post_json(
+            &tenant.key,
+            json!({"query": "query A { viewer { __typename } }", "operationName": "Z"}),
+        )
+        .await;
+        assert_eq!(latest_operations(2).await, ["graphql", "graphql"]);
+    }
+);
+
+proxy_test!(
     calls_are_logged_without_secrets,
     |_| {},
     |app, fake, tenant, id| async {
@@ -1183,6 +1239,13 @@ proxy_test!(
             nodes[0]["consumerId"], "alice",
             "credential reads are attributed"
         );
+        assert_eq!(
+            nodes[0]["operation"], "connectionCredentials",
+            "a GraphQL call is named by its root field"
+        );
+        for node in &proxied {
+            assert_eq!(node["operation"], "proxy");
+        }
 
         let filtered = app
             .ok(&tenant.key, "{ logs(filter: {status: FAILURE, apiStyle: PROXY}) { edges { node { statusCode } } } }", json!({}))

@@ -1,0 +1,148 @@
+//! The root fields a GraphQL document selects, read from the parsed document before it runs:
+//! what the per-key rate limit charges for (`count`) and what a request log calls the
+//! operation (`names`). Fragments at the root are followed; nesting past `MAX_DEPTH` fragments
+//! counts nothing (validation refuses such documents anyway).
+
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, OperationDefinition, Selection, SelectionSet,
+};
+
+const MAX_DEPTH: usize = 10;
+
+/// Root fields of the costliest operation in the document, aliases included (`a: viewer
+/// b: viewer` is two). Only one operation runs, but the extension that charges does not know
+/// the caller's `operationName`, so the largest is counted.
+pub fn count(document: &ExecutableDocument) -> usize {
+    let count_of = |op: &OperationDefinition| {
+        let mut n = 0;
+        visit(document, &op.selection_set.node, 0, &mut |_| n += 1);
+        n
+    };
+    match &document.operations {
+        DocumentOperations::Single(op) => count_of(&op.node),
+        DocumentOperations::Multiple(ops) => {
+            ops.values().map(|op| count_of(&op.node)).max().unwrap_or(0)
+        }
+    }
+}
+
+/// The schema's names of the root fields the operation that runs selects, each once, in
+/// document order (`["consumer", "connections"]`). Aliases are the caller's words and are not
+/// used. The operation is chosen as async-graphql
+/// chooses it: the one named `operation_name`, else the only one; `None` when there is no such
+/// operation (execution refuses the request).
+pub fn names<'d>(
+    document: &'d ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Option<Vec<&'d str>> {
+    let operation = match (&document.operations, operation_name) {
+        (DocumentOperations::Single(op), None) => &op.node,
+        (DocumentOperations::Multiple(ops), Some(wanted)) => &ops.get(wanted)?.node,
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => &ops.values().next()?.node,
+        _ => return None,
+    };
+    let mut names: Vec<&str> = Vec::new();
+    visit(document, &operation.selection_set.node, 0, &mut |name| {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    });
+    Some(names)
+}
+
+/// Calls `field` with the name of every field at the root of `set`, through fragments.
+fn visit<'d>(
+    document: &'d ExecutableDocument,
+    set: &'d SelectionSet,
+    depth: usize,
+    field: &mut impl FnMut(&'d str),
+) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    for selection in &set.items {
+        match &selection.node {
+            Selection::Field(f) => field(f.node.name.node.as_str()),
+            Selection::InlineFragment(f) => {
+                visit(document, &f.node.selection_set.node, depth + 1, field)
+            }
+            Selection::FragmentSpread(spread) => {
+                if let Some(f) = document.fragments.get(&spread.node.fragment_name.node) {
+                    visit(document, &f.node.selection_set.node, depth + 1, field);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(query: &str) -> ExecutableDocument {
+        async_graphql::parser::parse_query(query).expect("test queries parse")
+    }
+
+    fn label(document: &ExecutableDocument, operation_name: Option<&str>) -> Option<String> {
+        names(document, operation_name).map(|n| n.join(","))
+    }
+
+    #[test]
+    fn aliases_count_each_but_label_once() {
+        let doc = parsed(
+            "{ a: viewer { id } b: viewer { id } connections(first: 1) { edges { cursor } } }",
+        );
+        assert_eq!(count(&doc), 3);
+        assert_eq!(label(&doc, None).as_deref(), Some("viewer,connections"));
+    }
+
+    #[test]
+    fn fragments_at_the_root_are_followed() {
+        let doc = parsed(
+            "query Q { ...Root ... on Query { consumers(first: 1) { edges { cursor } } } }
+             fragment Root on Query { viewer { id } }",
+        );
+        assert_eq!(count(&doc), 2);
+        assert_eq!(label(&doc, Some("Q")).as_deref(), Some("viewer,consumers"));
+    }
+
+    #[test]
+    fn the_named_operation_is_the_one_labelled() {
+        let doc = parsed(
+            "query Big { viewer { id } consumers(first: 1) { edges { cursor } } }
+             mutation Make { createConnectLink(input: {}) { url } }",
+        );
+        assert_eq!(count(&doc), 2, "the costliest operation is charged");
+        assert_eq!(
+            label(&doc, Some("Make")).as_deref(),
+            Some("createConnectLink")
+        );
+        assert_eq!(
+            label(&doc, Some("Big")).as_deref(),
+            Some("viewer,consumers")
+        );
+        assert_eq!(label(&doc, Some("Missing")), None);
+        assert_eq!(label(&doc, None), None, "which one runs is not known");
+    }
+
+    #[test]
+    fn an_operation_is_chosen_as_execution_chooses_it() {
+        let named = parsed("query Mine { viewer { id } }");
+        assert_eq!(label(&named, Some("Mine")).as_deref(), Some("viewer"));
+        assert_eq!(
+            label(&named, None).as_deref(),
+            Some("viewer"),
+            "the only one runs"
+        );
+        assert_eq!(label(&named, Some("Other")), None);
+        assert_eq!(label(&parsed("{ viewer { id } }"), Some("X")), None);
+    }
+
+    #[test]
+    fn fragments_that_nest_past_the_limit_stop() {
+        // A cycle is invalid GraphQL, but the walk runs before validation.
+        let doc = parsed("{ ...A } fragment A on Query { viewer { id } ...A }");
+        assert_eq!(count(&doc), MAX_DEPTH);
+        assert_eq!(label(&doc, None).as_deref(), Some("viewer"));
+    }
+}
