@@ -3,8 +3,12 @@
 //! operation (`names`). Fragments at the root are followed; nesting past `MAX_DEPTH` fragments
 //! counts nothing (validation refuses such documents anyway).
 
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
 use async_graphql::parser::types::{
-    DocumentOperations, ExecutableDocument, OperationDefinition, Selection, SelectionSet,
+    DocumentOperations, ExecutableDocument, OperationDefinition, Selection, SelectionSet, TypeKind,
+    TypeSystemDefinition,
 };
 
 const MAX_DEPTH: usize = 10;
@@ -48,6 +52,49 @@ pub fn names<'d>(
         }
     });
     Some(names)
+}
+
+/// Whether `name` is a root field of Keyway's schema (of its query, mutation or subscription
+/// root, or an introspection field). What a caller writes in a document is its own text: only
+/// the schema's words go into a log row.
+pub fn is_schema_root_field(name: &str) -> bool {
+    static KNOWN: OnceLock<HashSet<String>> = OnceLock::new();
+    KNOWN
+        .get_or_init(|| schema_root_fields(&super::sdl()))
+        .contains(name)
+}
+
+/// The root fields an SDL declares, and the introspection fields every root type has.
+fn schema_root_fields(sdl: &str) -> HashSet<String> {
+    let mut known: HashSet<String> = ["__typename", "__schema", "__type"]
+        .map(str::to_owned)
+        .into();
+    let Ok(document) = async_graphql::parser::parse_schema(sdl) else {
+        return known;
+    };
+    let roots: Vec<String> = document
+        .definitions
+        .iter()
+        .filter_map(|definition| match definition {
+            TypeSystemDefinition::Schema(schema) => Some(schema),
+            _ => None,
+        })
+        .flat_map(|schema| {
+            let s = &schema.node;
+            [&s.query, &s.mutation, &s.subscription]
+        })
+        .flatten()
+        .map(|name| name.node.to_string())
+        .collect();
+    for definition in &document.definitions {
+        if let TypeSystemDefinition::Type(ty) = definition
+            && roots.iter().any(|root| *root == *ty.node.name.node)
+            && let TypeKind::Object(object) = &ty.node.kind
+        {
+            known.extend(object.fields.iter().map(|f| f.node.name.node.to_string()));
+        }
+    }
+    known
 }
 
 /// Calls `field` with the name of every field at the root of `set`, through fragments.
@@ -136,6 +183,23 @@ mod tests {
         );
         assert_eq!(label(&named, Some("Other")), None);
         assert_eq!(label(&parsed("{ viewer { id } }"), Some("X")), None);
+    }
+
+    #[test]
+    fn the_schema_root_fields_are_those_of_its_root_types() {
+        for name in [
+            "connections",
+            "createConnectLink",
+            "proxy",
+            "connectionEvents",
+            "__typename",
+        ] {
+            assert!(is_schema_root_field(name), "{name}");
+        }
+        // Fields of other types, and words the schema does not have, are not.
+        for name in ["edges", "accessToken", "kw_sk_not_a_field", ""] {
+            assert!(!is_schema_root_field(name), "{name}");
+        }
     }
 
     #[test]

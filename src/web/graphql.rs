@@ -171,8 +171,8 @@ fn parse_body(body: &[u8]) -> Result<BatchRequest, Error> {
 /// What the request log calls a POST: the root fields its operations select
 /// (`root_fields::names`), each once across a batch, joined by `,`: `connections`,
 /// `consumer,createConnectLink`. The documents are parsed here, once: execution takes
-/// the parsed document from the request. `None` when no request parses (the log keeps
-/// `graphql`).
+/// the parsed document from the request. Only the schema's own field names are kept (the
+/// rest is the caller's text). `None` when nothing is left (the log keeps `graphql`).
 fn operation_label(batch: &mut BatchRequest) -> Option<String> {
     let mut names: Vec<String> = Vec::new();
     for request in batch.iter_mut() {
@@ -181,7 +181,7 @@ fn operation_label(batch: &mut BatchRequest) -> Option<String> {
             continue;
         };
         for name in root_fields::names(document, operation_name.as_deref()).unwrap_or_default() {
-            if !names.iter().any(|n| n == name) {
+            if root_fields::is_schema_root_field(name) && !names.iter().any(|n| n == name) {
                 names.push(name.to_owned());
             }
         }

@@ -1160,7 +1160,17 @@ proxy_test!(
         assert_eq!(status, StatusCode::OK);
         assert_eq!(latest_operations(1).await, ["consumers,viewer"]);
 
-        // Nothing that ran to name: a document that does not parse, an unknown operation.
+        // Only the schema's words: a field it does not have is the caller's text (here, a
+        // pasted secret), never logged.
+        app.post_json(
+            &tenant.key,
+            json!({"query": "{ viewer { __typename } kw_sk_pasted }"}),
+        )
+        .await;
+        assert_eq!(latest_operations(1).await, ["viewer"]);
+
+        // Nothing to name: a document that does not parse, an unknown operation, only fields
+        // the schema does not have.
         app.post_json(&tenant.key, json!({"query": "{ viewer "}))
             .await;
         app.post_json(
@@ -1168,7 +1178,12 @@ proxy_test!(
             json!({"query": "query A { viewer { __typename } }", "operationName": "Z"}),
         )
         .await;
-        assert_eq!(latest_operations(2).await, ["graphql", "graphql"]);
+        app.post_json(&tenant.key, json!({"query": "{ kw_sk_pasted }"}))
+            .await;
+        assert_eq!(
+            latest_operations(3).await,
+            ["graphql", "graphql", "graphql"]
+        );
     }
 );
 
