@@ -21,7 +21,6 @@ ulimit -n "$(ulimit -Hn)" # each side needs one descriptor per subscription
 command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx >/dev/null; }
 command -v sqlite3 >/dev/null || { apt-get update -qq && apt-get install -y -qq sqlite3 >/dev/null; }
 export KEYWAY_ALLOWED_PRIVATE_HOSTS="127.0.0.1:$RECEIVER_PORT"
-export KEYWAY_GRAPHQL_RATE_LIMIT_PER_MINUTE=0
 source bench/lib.sh
 cargo build --release --quiet --example subscribers
 

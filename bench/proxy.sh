@@ -30,8 +30,6 @@ WORKERS=${WORKERS:-$(nproc)}
 export KEYWAY_HTTP_WORKERS=$WORKERS FLOOR_WORKERS=$WORKERS
 command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx >/dev/null; }
 export KEYWAY_ALLOWED_PRIVATE_HOSTS="127.0.0.1:$UPSTREAM_PORT"
-# The mutation runs far past the default per-key GraphQL rate limit.
-export KEYWAY_GRAPHQL_RATE_LIMIT_PER_MINUTE=0
 source bench/lib.sh
 cargo build --release --quiet --example floor
 
