@@ -63,7 +63,9 @@ pub type KeywaySchema = Schema<QueryRoot, MutationRoot, events::SubscriptionRoot
 
 pub fn build_schema(state: AppState) -> KeywaySchema {
     let config = state.config.clone();
-    builder(&config).data(state).finish()
+    let schema = builder(&config).data(state).finish();
+    root_fields::learn(&schema);
+    schema
 }
 
 /// The SDL, as `keyway schema` prints it and `schema.graphql` stores it.

@@ -30,11 +30,11 @@ pub fn count(document: &ExecutableDocument) -> usize {
     }
 }
 
-/// The schema's names of the root fields the operation that runs selects, each once, in
-/// document order (`["consumer", "connections"]`). Aliases are the caller's words and are not
-/// used. The operation is chosen as async-graphql
-/// chooses it: the one named `operation_name`, else the only one; `None` when there is no such
-/// operation (execution refuses the request).
+/// The names (not aliases: those are the caller's words) of the fields at the root of the
+/// operation that runs, each once, in document order (`["consumer", "connections"]`). The
+/// operation is chosen as async-graphql chooses it: the one named `operation_name`, else the
+/// only one; `None` when there is no such operation (execution refuses the request). A name
+/// may still be one the schema lacks: see `is_schema_root_field`.
 pub fn names<'d>(
     document: &'d ExecutableDocument,
     operation_name: Option<&str>,
@@ -54,11 +54,18 @@ pub fn names<'d>(
     Some(names)
 }
 
+static KNOWN: OnceLock<HashSet<String>> = OnceLock::new();
+
+/// Reads the schema's root fields once, when the schema is built, so that no request pays
+/// for it.
+pub fn learn(schema: &super::KeywaySchema) {
+    KNOWN.get_or_init(|| schema_root_fields(&schema.sdl()));
+}
+
 /// Whether `name` is a root field of Keyway's schema (of its query, mutation or subscription
 /// root, or an introspection field). What a caller writes in a document is its own text: only
 /// the schema's words go into a log row.
 pub fn is_schema_root_field(name: &str) -> bool {
-    static KNOWN: OnceLock<HashSet<String>> = OnceLock::new();
     KNOWN
         .get_or_init(|| schema_root_fields(&super::sdl()))
         .contains(name)
