@@ -181,8 +181,14 @@ impl Relay {
     }
 
     async fn listen(&self, recent: &mut Recent, since: DateTime<Utc>) -> anyhow::Result<()> {
-        let pool = self.db.get_postgres_connection_pool();
-        let mut listener = sea_orm::sqlx::postgres::PgListener::connect_with(pool).await?;
+        // A listener keeps its connection for as long as it listens: it gets one of its own,
+        // made like the pool's, so that it never holds one of the `database_max_connections`
+        // every other query shares (with one, it would hold the only one).
+        let options = (*self.db.get_postgres_connection_pool().connect_options()).clone();
+        let own = sea_orm::sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(options);
+        let mut listener = sea_orm::sqlx::postgres::PgListener::connect_with(&own).await?;
         listener.listen(CHANNEL).await?;
         let mut since = since;
         loop {
