@@ -154,7 +154,12 @@ pub async fn list(
     if let Some(after) = &page.after {
         query = query.filter(Column::ConsumerId.gt(after.as_str()));
     }
-    let rows = query.limit(page.fetch_limit()).all(db).await?;
+    let query = query.limit(page.fetch_limit());
+    let rows = if filter.search.is_some() {
+        crate::store::with_custom_plans(db, async |txn| query.all(txn).await).await?
+    } else {
+        query.all(db).await?
+    };
     Ok(Page::from_lookahead(rows, page))
 }
 
@@ -163,7 +168,11 @@ pub async fn count(
     scope: &AppScope,
     filter: &ConsumerFilter,
 ) -> Result<u64> {
-    Ok(filtered(scope, filter)?.count(db).await?)
+    let query = filtered(scope, filter)?;
+    if filter.search.is_some() {
+        return Ok(crate::store::with_custom_plans(db, async |txn| query.count(txn).await).await?);
+    }
+    Ok(query.count(db).await?)
 }
 
 /// The sort key a cursor encodes.

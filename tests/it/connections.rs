@@ -426,3 +426,61 @@ async fn postgres_the_event_listener_holds_no_pool_connection() {
     assert!(started.elapsed() < std::time::Duration::from_secs(2));
     app.stop().await;
 }
+
+/// PostgreSQL plans a `LIKE` filter for its pattern every time (a generic plan cannot use the
+/// trigram index), and is free to cache a generic plan for everything else (planning every
+/// statement doubled its work on list pages). One pool connection, so that
+/// `pg_prepared_statements` (per session) sees every statement the server ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_replans_only_like_filters() {
+    let Some(app) = postgres_with_one_pool_connection().await else {
+        return;
+    };
+    let tenant = app.create_tenant("acme").await;
+    app.create_integration(&tenant.key, "zendesk").await;
+    app.ok(&tenant.key, "mutation { createConnection(input: {consumerId: \"alice\", serviceId: \"zendesk\", userEmail: \"alice@Zen.io\", credentials: {accessToken: \"x\"}}) { id } }", json!({})).await;
+    for _ in 0..8 {
+        let data = app
+            .ok(&tenant.key, "{ byEmail: connections(filter: {userEmail: \"zen\"}) { totalCount edges { node { id } } } byConsumer: connections(filter: {consumerId: \"alice\"}) { totalCount edges { node { id } } } consumers(filter: {search: \"ali\"}) { totalCount edges { node { consumerId } } } }", json!({}))
+            .await;
+        assert_eq!(data["byEmail"]["totalCount"], 1);
+        assert_eq!(data["byConsumer"]["totalCount"], 1);
+        assert_eq!(data["consumers"]["totalCount"], 1);
+    }
+    let rows = app
+        .db()
+        .query_all_raw(Statement::from_string(
+            app.db().get_database_backend(),
+            "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements",
+        ))
+        .await
+        .unwrap();
+    let (mut like, mut other_generic) = (0, 0);
+    for row in rows {
+        let statement: String = row.try_get("", "statement").unwrap();
+        let generic: i64 = row.try_get("", "generic_plans").unwrap();
+        let custom: i64 = row.try_get("", "custom_plans").unwrap();
+        if statement.contains("pg_prepared_statements") {
+            continue;
+        }
+        if statement.contains(" LIKE ") {
+            like += 1;
+            assert_eq!(
+                generic, 0,
+                "a LIKE filter was run on a generic plan: {statement}"
+            );
+            assert!(custom >= 8, "{custom} custom plans: {statement}");
+        } else if statement.contains("\"consumer_id\" = ") {
+            other_generic += generic;
+        }
+    }
+    assert_eq!(
+        like, 4,
+        "the list and count statements of both LIKE filters"
+    );
+    assert!(
+        other_generic > 0,
+        "the consumer filter's statements never ran on a cached generic plan"
+    );
+    app.stop().await;
+}
