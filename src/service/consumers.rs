@@ -154,12 +154,7 @@ pub async fn list(
     if let Some(after) = &page.after {
         query = query.filter(Column::ConsumerId.gt(after.as_str()));
     }
-    let query = query.limit(page.fetch_limit());
-    let rows = if filter.search.is_some() {
-        crate::store::with_custom_plans(db, async |txn| query.all(txn).await).await?
-    } else {
-        query.all(db).await?
-    };
+    let rows = query.limit(page.fetch_limit()).all(db).await?;
     Ok(Page::from_lookahead(rows, page))
 }
 
@@ -168,11 +163,7 @@ pub async fn count(
     scope: &AppScope,
     filter: &ConsumerFilter,
 ) -> Result<u64> {
-    let query = filtered(scope, filter)?;
-    if filter.search.is_some() {
-        return Ok(crate::store::with_custom_plans(db, async |txn| query.count(txn).await).await?);
-    }
-    Ok(query.count(db).await?)
+    Ok(filtered(scope, filter)?.count(db).await?)
 }
 
 /// The sort key a cursor encodes.

@@ -50,12 +50,7 @@ pub async fn list(
             Uuid::parse_str(after).map_err(|_| Error::bad_input("after is not a valid cursor"))?;
         query = query.filter(Column::Id.gt(after));
     }
-    let query = query.limit(page.fetch_limit());
-    let rows = if filter.user_email.is_some() {
-        crate::store::with_custom_plans(db, async |txn| query.all(txn).await).await?
-    } else {
-        query.all(db).await?
-    };
+    let rows = query.limit(page.fetch_limit()).all(db).await?;
     Ok(Page::from_lookahead(rows, page))
 }
 
@@ -65,11 +60,7 @@ pub async fn count(
     scope: &AppScope,
     filter: &ConnectionFilter,
 ) -> Result<u64> {
-    let query = filtered(catalog, scope, filter)?;
-    if filter.user_email.is_some() {
-        return Ok(crate::store::with_custom_plans(db, async |txn| query.count(txn).await).await?);
-    }
-    Ok(query.count(db).await?)
+    Ok(filtered(catalog, scope, filter)?.count(db).await?)
 }
 
 fn filtered(
