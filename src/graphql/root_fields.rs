@@ -33,17 +33,19 @@ pub fn count(document: &ExecutableDocument) -> usize {
 /// The names (not aliases: those are the caller's words) of the fields at the root of the
 /// operation that runs, each once, in document order (`["consumer", "connections"]`). The
 /// operation is chosen as async-graphql chooses it: the one named `operation_name`, else the
-/// only one; `None` when there is no such operation (execution refuses the request). A name
+/// only one; none when there is no such operation (execution refuses the request). A name
 /// may still be one the schema lacks: see `is_schema_root_field`.
-pub fn names<'d>(
-    document: &'d ExecutableDocument,
-    operation_name: Option<&str>,
-) -> Option<Vec<&'d str>> {
+pub fn names<'d>(document: &'d ExecutableDocument, operation_name: Option<&str>) -> Vec<&'d str> {
     let operation = match (&document.operations, operation_name) {
-        (DocumentOperations::Single(op), None) => &op.node,
-        (DocumentOperations::Multiple(ops), Some(wanted)) => &ops.get(wanted)?.node,
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => &ops.values().next()?.node,
-        _ => return None,
+        (DocumentOperations::Single(op), None) => Some(&op.node),
+        (DocumentOperations::Multiple(ops), Some(wanted)) => ops.get(wanted).map(|op| &op.node),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.values().next().map(|op| &op.node)
+        }
+        _ => None,
+    };
+    let Some(operation) = operation else {
+        return Vec::new();
     };
     let mut names: Vec<&str> = Vec::new();
     visit(document, &operation.selection_set.node, 0, &mut |name| {
@@ -51,7 +53,7 @@ pub fn names<'d>(
             names.push(name);
         }
     });
-    Some(names)
+    names
 }
 
 static KNOWN: OnceLock<HashSet<String>> = OnceLock::new();
@@ -138,7 +140,8 @@ mod tests {
     }
 
     fn label(document: &ExecutableDocument, operation_name: Option<&str>) -> Option<String> {
-        names(document, operation_name).map(|n| n.join(","))
+        let names = names(document, operation_name);
+        (!names.is_empty()).then(|| names.join(","))
     }
 
     #[test]

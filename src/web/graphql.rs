@@ -180,7 +180,7 @@ fn operation_label(batch: &mut BatchRequest) -> Option<String> {
         let Ok(document) = request.parsed_query() else {
             continue;
         };
-        for name in root_fields::names(document, operation_name.as_deref()).unwrap_or_default() {
+        for name in root_fields::names(document, operation_name.as_deref()) {
             if root_fields::is_schema_root_field(name) && !names.iter().any(|n| n == name) {
                 names.push(name.to_owned());
             }

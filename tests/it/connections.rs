@@ -378,14 +378,20 @@ db_test!(consumer_integrations_and_resource_settings, |app| async {
     assert_eq!(code, "BAD_USER_INPUT");
 });
 
-/// A server on PostgreSQL with one pool connection, once its event listener is listening.
-/// `None` without a test database.
-async fn postgres_with_one_pool_connection() -> Option<crate::support::TestApp> {
+/// The event listener holds its connection for as long as it listens: not one of the pool's,
+/// or with `database_max_connections = 1` no other query could run (each waited 5 s, then
+/// failed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_the_event_listener_holds_no_pool_connection() {
     use sea_orm::sqlx::Connection;
-    let app = crate::support::TestApp::with_config(crate::support::Backend::Postgres, |c| {
+    let Some(app) = crate::support::TestApp::with_config(crate::support::Backend::Postgres, |c| {
         c.database_max_connections = 1
     })
-    .await?;
+    .await
+    else {
+        return;
+    };
+    // Once the listener listens, it has taken whatever connection it holds.
     let url = app.database_url().expect("a PostgreSQL app has a URL");
     let mut watcher = sea_orm::sqlx::postgres::PgConnection::connect(&url)
         .await
@@ -408,17 +414,6 @@ async fn postgres_with_one_pool_connection() -> Option<crate::support::TestApp> 
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     watcher.close().await.unwrap();
-    Some(app)
-}
-
-/// The event listener holds its connection for as long as it listens: not one of the pool's,
-/// or with `database_max_connections = 1` no other query could run (each waited 5 s, then
-/// failed).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_the_event_listener_holds_no_pool_connection() {
-    let Some(app) = postgres_with_one_pool_connection().await else {
-        return;
-    };
     let started = std::time::Instant::now();
     let tenant = app.create_tenant("acme").await;
     app.ok(&tenant.key, "{ connections { totalCount } }", json!({}))
