@@ -24,7 +24,11 @@ pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
                 // sqlx prepares every statement, and after five runs PostgreSQL may switch to
                 // a generic plan that cannot see a LIKE pattern: the userEmail and search
                 // filters then scan by id instead of using the trigram index (130 ms against
-                // 7 ms at 100,000 rows). Planning our small queries each time costs far less.
+                // 7 ms at 100,000 rows). Planning every query has a price: on a
+                // `connections(first: 50)` page it is about as much as executing it, yet
+                // scoping the setting to the LIKE reads alone gained nothing measurable
+                // (tried in cd06680, reverted: paired runs gave list pages 1.03x, searches
+                // 0.96x).
                 .options([("plan_cache_mode", "force_custom_plan")]);
             let pool = PgPoolOptions::new()
                 .max_connections(max)
