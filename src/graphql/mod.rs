@@ -1,6 +1,7 @@
 //! The GraphQL API: schema assembly and one module per noun. Resolvers prove the caller,
 //! call a service and shape the answer; GraphQL types are their own structs, never entities.
 
+pub mod admission;
 mod api_keys;
 mod applications;
 mod connect;
@@ -84,10 +85,6 @@ fn builder(
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)
     .limit_directives(20)
-    .extension(limits::DocumentLimits {
-        introspection: config.introspection_enabled(),
-    })
-    .extension(rate_limit::KeyRateLimit)
     .register_output_type::<node::Node>();
     if !config.introspection_enabled() {
         builder = builder.disable_introspection().disable_suggestions();

@@ -2,8 +2,9 @@
 //!
 //! The principal is proven here, before anything executes: a missing, unknown or revoked
 //! credential is HTTP 401 with `UNAUTHENTICATED`. Body size and batch size are checked before
-//! parsing goes further; depth, complexity and alias limits run inside the schema, all before
-//! any resolver touches the database.
+//! parsing goes further; then each request is admitted (the per-key rate limit, alias and
+//! field limits: `graphql::admission`), and depth and complexity are checked inside the
+//! schema, all before any resolver touches the database.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -17,7 +18,7 @@ use std::time::Instant;
 use crate::auth::Principal;
 use crate::error::Error;
 use crate::graphql::context::{LogTags, RequestInfo};
-use crate::graphql::{KeywaySchema, MAX_BATCH, root_fields};
+use crate::graphql::{KeywaySchema, MAX_BATCH, admission, root_fields};
 use crate::service::usage::{ApiStyle, LogEntry};
 use crate::state::AppState;
 use crate::web::request_id;
@@ -105,12 +106,18 @@ async fn execute(
         request_id: request_id::of(req),
         source_ip: super::peer_ip(req),
     };
-    let response = schema
-        .execute_batch(batch.data(principal).data(info).data(tags.clone()))
-        .await;
-    let response = match response {
-        BatchResponse::Single(r) => BatchResponse::Single(with_codes(r)),
-        BatchResponse::Batch(rs) => BatchResponse::Batch(rs.into_iter().map(with_codes).collect()),
+    let run = |request| run_one(state, schema, &principal, &info, &tags, request);
+    // A batch's requests run one after another, as async-graphql's own `execute_batch` runs
+    // them: each is admitted (and counted) just before it executes.
+    let response = match batch {
+        BatchRequest::Single(request) => BatchResponse::Single(run(request).await),
+        BatchRequest::Batch(requests) => {
+            let mut responses = Vec::with_capacity(requests.len());
+            for request in requests {
+                responses.push(run(request).await);
+            }
+            BatchResponse::Batch(responses)
+        }
     };
     let limited = retry_after_if_all_limited(&response);
     if let Some(entry) = entry {
@@ -131,6 +138,25 @@ async fn execute(
     answer
         .insert_header((CACHE_CONTROL, "no-store"))
         .json(response)
+}
+
+/// One request of a POST: admitted (`admission`), then executed with the caller's context.
+async fn run_one(
+    state: &AppState,
+    schema: &KeywaySchema,
+    principal: &Principal,
+    info: &RequestInfo,
+    tags: &LogTags,
+    mut request: Request,
+) -> Response {
+    if let Err(refused) = admission::admit(state, principal, &mut request).await {
+        return with_codes(Response::from_errors(vec![refused]));
+    }
+    let request = request
+        .data(principal.clone())
+        .data(info.clone())
+        .data(tags.clone());
+    with_codes(schema.execute(request).await)
 }
 
 pub async fn graphiql(state: web::Data<AppState>) -> HttpResponse {

@@ -323,6 +323,70 @@ async fn the_protocol_close_codes() {
     app.stop().await;
 }
 
+/// A subscribe message passes the same admission as a POST: the per-key rate limit (each
+/// subscribe costs its root fields) and the document limits, answered with an `error` for its id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_are_admitted_like_posts() {
+    let app = TestApp::with_config(Backend::Sqlite, |c| c.graphql_rate_limit_per_minute = 3)
+        .await
+        .unwrap();
+    let tenant = app.create_tenant("acme").await;
+    let mut s = socket(&app).await;
+    send(
+        &mut s,
+        json!({ "type": "connection_init", "payload": { "authorization": tenant.key } }),
+    )
+    .await;
+    assert_eq!(next(&mut s, 5).await.unwrap()["type"], "connection_ack");
+    let error_code = |message: &Value, id: &str| {
+        assert_eq!(message["id"], id, "{message}");
+        assert_eq!(message["type"], "error", "{message}");
+        message["payload"][0]["extensions"]["code"].clone()
+    };
+
+    // 31 aliases: refused, and not counted against the limit (the query below still fits).
+    let aliases: String = (0..31).map(|i| format!("a{i}: __typename ")).collect();
+    send(&mut s, json!({ "id": "aliases", "type": "subscribe", "payload": { "query": format!("subscription {{ {aliases} }}") } })).await;
+    let message = next(&mut s, 5).await.unwrap();
+    assert_eq!(error_code(&message, "aliases"), "BAD_USER_INPUT");
+    assert!(
+        message["payload"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("aliases"),
+        "{message}"
+    );
+
+    // The limit is 3 root fields a minute. A query of 3 (aliases count) uses them up.
+    let three = "{ a: viewer { kind } b: viewer { kind } c: viewer { kind } }";
+    send(
+        &mut s,
+        json!({ "id": "three", "type": "subscribe", "payload": { "query": three } }),
+    )
+    .await;
+    let message = next(&mut s, 5).await.unwrap();
+    assert_eq!(message["type"], "next", "{message}");
+    assert_eq!(
+        message["payload"]["data"]["c"]["kind"], "SECRET_KEY",
+        "{message}"
+    );
+    assert_eq!(next(&mut s, 5).await.unwrap()["type"], "complete");
+    send(&mut s, json!({ "id": "limited", "type": "subscribe", "payload": { "query": "subscription { connectionEvents { type } }" } })).await;
+    let message = next(&mut s, 5).await.unwrap();
+    assert_eq!(error_code(&message, "limited"), "RATE_LIMITED");
+    assert!(
+        message["payload"][0]["extensions"]["retryAfter"]
+            .as_u64()
+            .is_some(),
+        "{message}"
+    );
+    // The socket stays open.
+    send(&mut s, json!({ "type": "ping" })).await;
+    assert_eq!(next(&mut s, 5).await.unwrap()["type"], "pong");
+    drop(s);
+    app.stop().await;
+}
+
 async fn create_webhook(app: &TestApp, key: &str, url: &str) -> (String, String) {
     let data = app
         .ok(key, "mutation($u: String!) { createWebhook(input: {url: $u, eventTypes: [\"connection.created\"]}) { webhook { id } secret } }", json!({ "u": url }))

@@ -29,8 +29,8 @@ use shared::{Frame, Subscription};
 use crate::auth::Principal;
 use crate::auth::bearer::{authenticate, bearer_token};
 use crate::error::Error;
-use crate::graphql::KeywaySchema;
 use crate::graphql::context::RequestInfo;
+use crate::graphql::{KeywaySchema, admission};
 use crate::state::AppState;
 
 pub const PROTOCOL: &str = "graphql-transport-ws";
@@ -201,9 +201,16 @@ impl Connection {
                 if self.operations.contains_key(&id) {
                     return Err(Close(4409, "Subscriber for this id already exists"));
                 }
-                let request: async_graphql::Request =
+                let mut request: async_graphql::Request =
                     serde_json::from_value(message.payload.ok_or_else(invalid)?)
                         .map_err(|_| invalid())?;
+                if let Err(refused) = admission::admit(&self.state, &principal, &mut request).await
+                {
+                    let errors = crate::web::graphql::coded_errors(vec![refused]);
+                    self.send(json!({ "id": id, "type": "error", "payload": errors }))
+                        .await;
+                    return Ok(());
+                }
                 let subscription =
                     self.shared
                         .subscribe(&self.schema, principal, self.info.clone(), request);
