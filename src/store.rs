@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::Connection;
+use sea_orm::sqlx::pool::PoolConnectionMetadata;
 use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sea_orm::sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
@@ -34,6 +36,8 @@ pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
                 .max_connections(max)
                 .min_connections(1)
                 .acquire_timeout(Duration::from_secs(5))
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| Box::pin(ping_if_idle(conn, meta)))
                 .connect_with(options)
                 .await
                 .context("connecting to PostgreSQL (check DATABASE_URL)")?;
@@ -55,6 +59,23 @@ pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
     }
 }
 
+/// sqlx pings a connection when it goes back to the pool. A connection idle for less than this
+/// since then is handed out as it is; one idle for longer is pinged first, and replaced if the
+/// server has hung up on it meanwhile (a restart, a failover, a proxy's idle cut). sqlx's own
+/// default pings on every acquire: an extra round trip per query, 8% of the HTTP workers' time
+/// on a `connections(first: 50)` page. (HikariCP skips its check within 500 ms the same way.)
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
+
+async fn ping_if_idle(
+    conn: &mut sea_orm::sqlx::PgConnection,
+    meta: PoolConnectionMetadata,
+) -> Result<bool, sea_orm::sqlx::Error> {
+    if meta.idle_for >= PING_WHEN_IDLE_FOR {
+        conn.ping().await?;
+    }
+    Ok(true)
+}
+
 async fn connect_sqlite(
     options: SqliteConnectOptions,
     max: u32,
@@ -65,9 +86,12 @@ async fn connect_sqlite(
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(5));
+    // A SQLite connection is a file this process holds open: nothing can hang up on it, so it
+    // is not pinged (a round trip to its worker thread) before every use.
     let pool = SqlitePoolOptions::new()
         .max_connections(max)
         .min_connections(1)
+        .test_before_acquire(false)
         .connect_with(options)
         .await
         .context("opening the SQLite database")?;

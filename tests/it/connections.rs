@@ -421,3 +421,49 @@ async fn postgres_the_event_listener_holds_no_pool_connection() {
     assert!(started.elapsed() < std::time::Duration::from_secs(2));
     app.stop().await;
 }
+
+/// A pooled connection the server hung up on while it sat idle (a restart, a failover) is
+/// replaced before anyone uses it: no query fails for it. On the pool alone: the server's
+/// background tasks would otherwise take and discard some of the dead connections first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_pooled_connections_dropped_while_idle_are_replaced_unseen() {
+    use sea_orm::ConnectionTrait;
+    use sea_orm::sqlx::Connection;
+    let Ok(admin_url) = std::env::var("KEYWAY_TEST_DATABASE_URL") else {
+        return;
+    };
+    let database = crate::support::PgDatabase::create(&admin_url).await;
+    let config = keyway::config::Config {
+        database_url: Some(keyway::crypto::Secret::new(database.url.clone())),
+        database_max_connections: 8,
+        ..Default::default()
+    };
+    let pool = keyway::store::connect(&config).await.unwrap();
+    // Eight queries at once: eight pooled connections, idle once they are done.
+    let opened = futures_util::future::join_all(
+        (0..8).map(|_| pool.execute_unprepared("SELECT pg_sleep(0.1)")),
+    )
+    .await;
+    assert!(opened.iter().all(Result::is_ok));
+
+    let mut admin = sea_orm::sqlx::postgres::PgConnection::connect(&database.url)
+        .await
+        .unwrap();
+    let ended: i64 = sea_orm::sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()) AS ended",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(ended, 8, "the pool held {ended} sessions");
+    admin.close().await.unwrap();
+    // Past the idle time after which a pooled connection is checked before use.
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    for query in 0..8 {
+        let answered = pool.execute_unprepared("SELECT 1").await;
+        assert!(answered.is_ok(), "query {query}: {answered:?}");
+    }
+    pool.close().await.unwrap();
+    database.drop_database().await;
+}

@@ -313,14 +313,14 @@ pub fn first_code(body: &Value) -> String {
 }
 
 /// A database of its own on the configured PostgreSQL server.
-struct PgDatabase {
+pub struct PgDatabase {
     admin_url: String,
     name: String,
-    url: String,
+    pub url: String,
 }
 
 impl PgDatabase {
-    async fn create(admin_url: &str) -> Self {
+    pub async fn create(admin_url: &str) -> Self {
         let name = format!("keyway_test_{}", uuid::Uuid::new_v4().simple());
         let admin = Database::connect(admin_url)
             .await
@@ -339,7 +339,7 @@ impl PgDatabase {
         }
     }
 
-    async fn drop_database(self) {
+    pub async fn drop_database(self) {
         if let Ok(admin) = Database::connect(&self.admin_url).await {
             let _ = admin
                 .execute_unprepared(&format!(
