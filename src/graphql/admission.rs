@@ -5,8 +5,8 @@
 //! These checks run in front of the schema rather than as async-graphql extensions: with any
 //! extension installed, async-graphql routes every field of every answer through the
 //! extension chain (a registry lookup and a boxed future per field, list items included).
-//! Without them a 50-row `connections` page serves 18% more requests on SQLite and 12% more
-//! on PostgreSQL (paired runs, 4 pairs each).
+//! Without them a 50-row `connections` page serves 19% more requests on SQLite and 17% more
+//! on PostgreSQL (paired runs, 5 pairs each).
 
 use async_graphql::{Request, ServerError};
 

@@ -2,9 +2,9 @@
 //!
 //! The principal is proven here, before anything executes: a missing, unknown or revoked
 //! credential is HTTP 401 with `UNAUTHENTICATED`. Body size and batch size are checked before
-//! parsing goes further; then each request is admitted (the per-key rate limit, alias and
-//! field limits: `graphql::admission`), and depth and complexity are checked inside the
-//! schema, all before any resolver touches the database.
+//! parsing goes further; then each request is admitted (alias, field and introspection
+//! limits, then the per-key rate limit: `graphql::admission`), and depth and complexity are
+//! checked inside the schema, all before any resolver touches the database.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
