@@ -77,6 +77,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         logs: Arc::new(service::usage::RequestLogWriter::default()),
         bus: Arc::new(service::events::relay::EventBus::default()),
         principals: Arc::new(auth::cache::PrincipalCache::default()),
+        documents: Arc::new(graphql::documents::DocumentCache::default()),
         demo: config
             .demo_provider_enabled()
             .then(|| Arc::new(demo::DemoProvider::default())),

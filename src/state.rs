@@ -33,6 +33,8 @@ pub struct AppState {
     pub principals: Arc<crate::auth::cache::PrincipalCache>,
     /// Committed events, for this replica's subscribers.
     pub bus: Arc<crate::service::events::relay::EventBus>,
+    /// GraphQL documents parsed before, by their text.
+    pub documents: Arc<crate::graphql::documents::DocumentCache>,
 }
 
 impl AppState {

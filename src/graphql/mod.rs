@@ -8,6 +8,7 @@ mod connect;
 mod connections;
 mod consumers;
 pub mod context;
+pub mod documents;
 mod events;
 mod integrations;
 mod limits;

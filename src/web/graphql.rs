@@ -10,7 +10,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, web};
 use async_graphql::http::GraphiQLSource;
-use async_graphql::{BatchRequest, BatchResponse, Request, Response};
+use async_graphql::{BatchRequest, BatchResponse, Request, Response, ServerError};
 use futures_util::StreamExt;
 
 use std::time::Instant;
@@ -92,12 +92,27 @@ async fn execute(
         }
         body.extend_from_slice(&chunk);
     }
-    let mut batch = match parse_body(&body) {
-        Ok(batch) => batch,
+    let (single, requests) = match parse_body(&body) {
+        Ok(BatchRequest::Single(request)) => (true, vec![request]),
+        Ok(BatchRequest::Batch(requests)) => (false, requests),
         Err(err) => return error_response(&err, StatusCode::BAD_REQUEST),
     };
+    // Each document is parsed once, here (or copied from an earlier parse of the same text);
+    // the label, admission and execution all read that parse.
+    let mut requests: Vec<(Request, Result<(), ServerError>)> = requests
+        .into_iter()
+        .map(|mut request| {
+            let parsed = state.documents.prepare(&mut request);
+            (request, parsed)
+        })
+        .collect();
     if let Some(entry) = entry.as_mut()
-        && let Some(label) = operation_label(&mut batch)
+        && let Some(label) = operation_label(
+            requests
+                .iter_mut()
+                .filter(|(_, parsed)| parsed.is_ok())
+                .map(|(request, _)| request),
+        )
     {
         entry.operation = label;
     }
@@ -106,18 +121,19 @@ async fn execute(
         request_id: request_id::of(req),
         source_ip: super::peer_ip(req),
     };
-    let run = |request| run_one(state, schema, &principal, &info, &tags, request);
     // A batch's requests run one after another, as async-graphql's own `execute_batch` runs
     // them: each is admitted (and counted) just before it executes.
-    let response = match batch {
-        BatchRequest::Single(request) => BatchResponse::Single(run(request).await),
-        BatchRequest::Batch(requests) => {
-            let mut responses = Vec::with_capacity(requests.len());
-            for request in requests {
-                responses.push(run(request).await);
-            }
-            BatchResponse::Batch(responses)
-        }
+    let mut responses = Vec::with_capacity(requests.len());
+    for (request, parsed) in requests {
+        responses.push(match parsed {
+            Ok(()) => run_one(state, schema, &principal, &info, &tags, request).await,
+            Err(syntax) => with_codes(Response::from_errors(vec![syntax])),
+        });
+    }
+    let response = if single {
+        BatchResponse::Single(responses.into_iter().next().unwrap_or_default())
+    } else {
+        BatchResponse::Batch(responses)
     };
     let limited = retry_after_if_all_limited(&response);
     if let Some(entry) = entry {
@@ -196,12 +212,11 @@ fn parse_body(body: &[u8]) -> Result<BatchRequest, Error> {
 
 /// What the request log calls a POST: the root fields its operations select
 /// (`root_fields::names`), each once across a batch, joined by `,`: `connections`,
-/// `consumer,createConnectLink`. The documents are parsed here, once: execution takes
-/// the parsed document from the request. Only the schema's own field names are kept (the
-/// rest is the caller's text). `None` when nothing is left (the log keeps `graphql`).
-fn operation_label(batch: &mut BatchRequest) -> Option<String> {
+/// `consumer,createConnectLink`. Only the schema's own field names are kept (the rest is the
+/// caller's text). `None` when nothing is left (the log keeps `graphql`).
+fn operation_label<'a>(requests: impl Iterator<Item = &'a mut Request>) -> Option<String> {
     let mut names: Vec<String> = Vec::new();
-    for request in batch.iter_mut() {
+    for request in requests {
         let operation_name = request.operation_name.clone();
         let Ok(document) = request.parsed_query() else {
             continue;

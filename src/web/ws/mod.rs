@@ -204,8 +204,11 @@ impl Connection {
                 let mut request: async_graphql::Request =
                     serde_json::from_value(message.payload.ok_or_else(invalid)?)
                         .map_err(|_| invalid())?;
-                if let Err(refused) = admission::admit(&self.state, &principal, &mut request).await
-                {
+                let admitted = match self.state.documents.prepare(&mut request) {
+                    Ok(()) => admission::admit(&self.state, &principal, &mut request).await,
+                    Err(syntax) => Err(syntax),
+                };
+                if let Err(refused) = admitted {
                     let errors = crate::web::graphql::coded_errors(vec![refused]);
                     self.send(json!({ "id": id, "type": "error", "payload": errors }))
                         .await;
