@@ -14,8 +14,9 @@ use super::{limits, rate_limit};
 use crate::auth::Principal;
 use crate::state::AppState;
 
-/// Parses the request's document (execution reuses it) and checks it. A document that does
-/// not parse passes: the schema answers it with the syntax error, as it would any other.
+/// Checks the request's parsed document: the transports have parsed it already
+/// (`documents::DocumentCache::prepare`), and execution reuses it. A document that does not
+/// parse passes: it is answered with its syntax error, as it would be without these checks.
 pub async fn admit(
     state: &AppState,
     principal: &Principal,

@@ -14,8 +14,8 @@ use async_graphql::parser::types::{
 const MAX_DEPTH: usize = 10;
 
 /// Root fields of the costliest operation in the document, aliases included (`a: viewer
-/// b: viewer` is two). Only one operation runs, but the extension that charges does not know
-/// the caller's `operationName`, so the largest is counted.
+/// b: viewer` is two). Only one operation runs; charging the largest means a document costs
+/// the same whatever `operationName` says, including a name that matches none.
 pub fn count(document: &ExecutableDocument) -> usize {
     let count_of = |op: &OperationDefinition| {
         let mut n = 0;
