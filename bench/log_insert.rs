@@ -35,7 +35,9 @@ async fn main() -> anyhow::Result<()> {
     let db = keyway::store::connect(&config).await?;
     keyway::store::migrate(&db).await?;
 
-    let writer = RequestLogWriter::default();
+    let writer = RequestLogWriter::new(Arc::new(
+        keyway::metrics::Metrics::new().map_err(keyway::error::Error::into_anyhow)?,
+    ));
     let application = uuid::Uuid::new_v4();
     let connection = uuid::Uuid::new_v4();
     let labels: [Arc<str>; 4] = [

@@ -14,6 +14,7 @@ pub mod demo;
 pub mod error;
 pub mod graphql;
 pub mod ids;
+pub mod metrics;
 pub mod service;
 pub mod state;
 pub mod store;
@@ -65,16 +66,21 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     // One TLS provider for the process (ring, as sqlx uses); a second call is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = upstream::client(&config).map_err(error::Error::into_anyhow)?;
+    let metrics = Arc::new(metrics::Metrics::new().map_err(error::Error::into_anyhow)?);
     Ok(AppState {
         http,
-        refresher: Arc::new(service::refresh::Refresher::new(config.refresh_lease_secs)),
+        refresher: Arc::new(service::refresh::Refresher::new(
+            config.refresh_lease_secs,
+            metrics.clone(),
+        )),
         cache: Arc::new(service::proxy::CredentialCache::new(
             std::time::Duration::from_secs(config.credential_cache_secs),
         )),
         limits: Arc::new(service::usage::Limits::new(
             config.graphql_rate_limit_per_minute,
         )),
-        logs: Arc::new(service::usage::RequestLogWriter::default()),
+        logs: Arc::new(service::usage::RequestLogWriter::new(metrics.clone())),
+        metrics,
         bus: Arc::new(service::events::relay::EventBus::default()),
         principals: Arc::new(auth::cache::PrincipalCache::default()),
         documents: Arc::new(graphql::documents::DocumentCache::default()),
@@ -141,6 +147,7 @@ impl Server {
             keys: state.keys.clone(),
             http: state.http.clone(),
             config: state.config.clone(),
+            metrics: state.metrics.clone(),
         };
         let background = vec![
             tokio::spawn(relay.run()),

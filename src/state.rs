@@ -35,6 +35,8 @@ pub struct AppState {
     pub bus: Arc<crate::service::events::relay::EventBus>,
     /// GraphQL documents parsed before, by their text.
     pub documents: Arc<crate::graphql::documents::DocumentCache>,
+    /// This replica's Prometheus metrics (`/metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {

@@ -52,6 +52,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("log_level", Kind::Text),
     ("graphiql", Kind::Boolean),
     ("introspection", Kind::Boolean),
+    ("metrics_token", Kind::Text),
 ];
 
 impl Config {
@@ -231,6 +232,22 @@ mod tests {
         let config =
             Config::load_from(None, vars(&[("KEYWAY_MASTER_KEY", &"ab".repeat(32))])).unwrap();
         assert!(!format!("{config:?}").contains(&"ab".repeat(32)));
+    }
+
+    #[test]
+    fn a_short_metrics_token_is_refused_and_never_printed() {
+        let err =
+            Config::load_from(None, vars(&[("KEYWAY_METRICS_TOKEN", "guessable")])).unwrap_err();
+        let message = format!("{err:#}");
+        assert!(message.contains("metrics_token"), "{message}");
+        assert!(!message.contains("guessable"));
+        let token = "scrape-0123456789abcdef";
+        let config = Config::load_from(None, vars(&[("KEYWAY_METRICS_TOKEN", token)])).unwrap();
+        assert_eq!(
+            config.metrics_token.as_ref().map(|t| t.expose()),
+            Some(token)
+        );
+        assert!(!format!("{config:?}").contains(token));
     }
 
     #[test]

@@ -88,6 +88,9 @@ pub struct Config {
     pub graphiql: Option<bool>,
     /// Schema introspection and field suggestions; default on outside production.
     pub introspection: Option<bool>,
+    /// When set, `GET /metrics` answers only `Authorization: Bearer <this>`; unset, it is
+    /// open (it names no tenant: see `metrics`).
+    pub metrics_token: Option<Secret>,
 }
 
 impl Default for Config {
@@ -118,6 +121,7 @@ impl Default for Config {
             log_level: "info".to_owned(),
             graphiql: None,
             introspection: None,
+            metrics_token: None,
         }
     }
 }
@@ -171,6 +175,13 @@ impl Config {
         }
         if self.http_workers == Some(0) {
             bail!("http_workers must be at least 1");
+        }
+        if self
+            .metrics_token
+            .as_ref()
+            .is_some_and(|t| t.expose().trim().len() < 16)
+        {
+            bail!("metrics_token must be at least 16 characters");
         }
         if self.database_max_connections == 0 {
             bail!("database_max_connections must be at least 1");

@@ -32,6 +32,7 @@ use super::integrations;
 use super::oauth::client::{TokenEndpoint, TokenError};
 use crate::auth::Tenancy;
 use crate::error::{Error, Result};
+use crate::metrics::{Metrics, RefreshOutcome};
 
 /// Tokens this close to expiry are refreshed before they are handed out.
 pub const MARGIN_MINUTES: i64 = 5;
@@ -44,13 +45,15 @@ pub const INVALID_AFTER: i32 = 3;
 pub struct Refresher {
     gates: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
     lease: Duration,
+    metrics: Arc<Metrics>,
 }
 
 impl Refresher {
-    pub fn new(lease_secs: u64) -> Self {
+    pub fn new(lease_secs: u64, metrics: Arc<Metrics>) -> Self {
         Self {
             gates: Mutex::default(),
             lease: Duration::seconds(lease_secs as i64),
+            metrics,
         }
     }
 
@@ -164,7 +167,13 @@ impl Refresher {
         let environment = Environment::parse_stored(&conn.environment);
         let endpoint =
             TokenEndpoint::new(deps, &integration, &provider, environment, &conn.settings)?;
-        match endpoint.refresh(deps.http, refresh_token).await {
+        let answer = endpoint.refresh(deps.http, refresh_token).await;
+        self.metrics.token_refreshed(match &answer {
+            Ok(_) => RefreshOutcome::Refreshed,
+            Err(TokenError::InvalidGrant) => RefreshOutcome::InvalidGrant,
+            Err(TokenError::Other(_)) => RefreshOutcome::Failed,
+        });
+        match answer {
             Ok(fresh) => {
                 let tokens = OAuthTokens {
                     access_token: fresh.access,

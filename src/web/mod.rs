@@ -4,6 +4,7 @@ mod demo_provider;
 mod graphql;
 mod health;
 mod home;
+mod metrics;
 mod oauth;
 pub mod proxy;
 pub mod request_id;
@@ -35,6 +36,7 @@ fn compressed(cfg: &mut web::ServiceConfig) {
         .route("/graphql", web::get().to(graphql::graphiql))
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(metrics::metrics))
         .route("/oauth/callback", web::get().to(oauth::callback))
         .route(
             "/oauth/authorize/{connection_id}",

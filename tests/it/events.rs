@@ -10,12 +10,12 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use crate::oauth::setup_with;
 use crate::receiver::{Receiver, verify};
 use crate::refresh::connected;
-use crate::support::{Backend, TestApp, first_code};
+use crate::support::{Backend, TestApp, first_code, metric};
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn socket(app: &TestApp) -> Socket {
+pub async fn socket(app: &TestApp) -> Socket {
     let url = format!("{}/graphql/ws", app.base.replace("http://", "ws://"));
     let mut request = url.into_client_request().unwrap();
     request.headers_mut().insert(
@@ -524,6 +524,18 @@ events_test!(
         receiver.wait_for(before + 1, 5).await;
         tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
         assert_eq!(receiver.received().len(), before + 1, "sent after 410");
+        // Every attempt counted by how it ended: 500 and 302, then the first success, the
+        // redelivery and the rotation's, then the 410.
+        let metrics = app.metrics().await;
+        let attempts = |outcome| {
+            metric(
+                &metrics,
+                &format!("keyway_webhook_attempts_total{{outcome=\"{outcome}\"}}"),
+            )
+        };
+        assert_eq!(attempts("failed"), Some(2.0));
+        assert_eq!(attempts("delivered"), Some(3.0));
+        assert_eq!(attempts("gone"), Some(1.0));
         let listed = app
             .ok(
                 &tenant.key,

@@ -15,6 +15,7 @@ mod events;
 mod fake_provider;
 mod integrations;
 mod isolation;
+mod metrics;
 mod oauth;
 mod proxy;
 mod receiver;

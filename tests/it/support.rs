@@ -85,6 +85,13 @@ pub fn install_crypto() {
     });
 }
 
+/// The value of one series (name and labels exactly as exposed) in `/metrics` text.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
 impl TestApp {
     /// `None` only for PostgreSQL when no test database is configured.
     pub async fn new(backend: Backend) -> Option<Self> {
@@ -151,6 +158,20 @@ impl TestApp {
 
     pub fn db(&self) -> &sea_orm::DatabaseConnection {
         &self.server().state().db
+    }
+
+    /// `GET /metrics` (no token), after writing the queued request logs: calls are counted
+    /// as their entries leave the queue.
+    pub async fn metrics(&self) -> String {
+        self.server().state().logs.flush(self.db()).await.unwrap();
+        let response = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+        response.text().await.unwrap()
     }
 
     /// Stops the server but keeps its data directory (returned; deleted when dropped).

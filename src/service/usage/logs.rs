@@ -5,7 +5,6 @@
 //! kept for the next flush, up to the queue's size (see `flush`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -19,6 +18,7 @@ use uuid::Uuid;
 use super::log_rows::{self, Attempt, Row};
 use crate::auth::AppScope;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::service::pagination::{Page, PageRequest};
 
 const QUEUE: usize = 50_000;
@@ -27,7 +27,7 @@ const QUEUE: usize = 50_000;
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 
 /// Apideck's `api_style`: which surface a call came through.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, async_graphql::Enum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, async_graphql::Enum)]
 pub enum ApiStyle {
     /// Keyway's own API (GraphQL).
     Unify,
@@ -96,7 +96,8 @@ impl LogEntry {
 pub struct RequestLogWriter {
     queue: mpsc::Sender<(DateTime<Utc>, LogEntry)>,
     pending: Mutex<Pending>,
-    dropped: AtomicU64,
+    /// Counts the calls as their entries leave the queue, and the rows written and dropped.
+    metrics: Arc<Metrics>,
 }
 
 /// The writer's side: the queued entries, and the clock of their ids (which keeps ids
@@ -111,8 +112,8 @@ struct Pending {
     held_refused: u32,
 }
 
-impl Default for RequestLogWriter {
-    fn default() -> Self {
+impl RequestLogWriter {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
         let (queue, pending) = mpsc::channel(QUEUE);
         Self {
             queue,
@@ -122,12 +123,10 @@ impl Default for RequestLogWriter {
                 held: Vec::new(),
                 held_refused: 0,
             }),
-            dropped: AtomicU64::new(0),
+            metrics,
         }
     }
-}
 
-impl RequestLogWriter {
     /// Queues an entry; never waits.
     pub fn record(&self, entry: LogEntry) {
         if self.queue.try_send((Utc::now(), entry)).is_err() {
@@ -136,9 +135,12 @@ impl RequestLogWriter {
     }
 
     fn count_dropped(&self, rows: u64, why: &'static str) {
-        let before = self.dropped.fetch_add(rows, Ordering::Relaxed);
+        let counter = &self.metrics.request_logs_dropped;
+        let before = counter.get();
+        counter.inc_by(rows);
         let dropped = before + rows;
-        // Said once per doubling, not once per entry.
+        // Said once per doubling, not once per entry (two threads dropping at once may both
+        // say it: harmless).
         if before == 0 || dropped.ilog2() > before.ilog2() {
             tracing::warn!(dropped, "{why}");
         }
@@ -146,7 +148,7 @@ impl RequestLogWriter {
 
     /// Entries lost since start: queue full, or held rows given up on.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.metrics.request_logs_dropped.get()
     }
 
     /// Forever: every `FLUSH_EVERY`, insert what is queued, in batches; delete rows past retention
@@ -193,9 +195,18 @@ impl RequestLogWriter {
         while let Ok((at, entry)) = pending.entries.try_recv() {
             fresh.push((log_rows::id_at(&pending.ids, at), at, entry));
         }
+        self.metrics
+            .observe_calls(fresh.iter().map(|(_, _, entry)| entry));
         let held = std::mem::take(&mut pending.held);
         let held_result = write(db, &held, Attempt::Again).await;
         let fresh_result = write(db, &fresh, Attempt::First).await;
+        let written = |rows: &[Row], result: &Result<()>| match result {
+            Ok(()) => rows.len() as u64,
+            Err(_) => 0,
+        };
+        self.metrics
+            .request_logs_written
+            .inc_by(written(&held, &held_result) + written(&fresh, &fresh_result));
         match (&held_result, &fresh_result) {
             // The held rows went in: the count of their refusals starts again with the next.
             (Ok(()), fresh_result) => {

@@ -21,6 +21,7 @@ use uuid::Uuid;
 use super::signing::signature_header;
 use crate::config::Config;
 use crate::error::Result;
+use crate::metrics::{Metrics, WebhookOutcome};
 use crate::service::keys::KeyStore;
 
 pub const PENDING: &str = "pending";
@@ -34,6 +35,7 @@ pub struct WebhookWorker {
     pub keys: Arc<KeyStore>,
     pub http: reqwest::Client,
     pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// How one attempt went.
@@ -77,10 +79,20 @@ impl WebhookWorker {
             return Ok(());
         }
         let txn = self.db.begin().await?;
+        let mut seen = Vec::with_capacity(outcomes.len());
         for (delivery, attempt, outcome) in outcomes {
+            seen.push(match outcome {
+                Outcome::Delivered(_) => WebhookOutcome::Delivered,
+                Outcome::Gone => WebhookOutcome::Gone,
+                Outcome::Failed(..) => WebhookOutcome::Failed,
+            });
             record(&txn, &self.config, delivery, attempt, outcome).await?;
         }
         txn.commit().await?;
+        // Counted once recorded: attempts whose outcome is lost are made again.
+        for outcome in seen {
+            self.metrics.webhook_attempted(outcome);
+        }
         Ok(())
     }
 

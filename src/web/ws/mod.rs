@@ -75,6 +75,7 @@ pub async fn upgrade(
         .aggregate_continuations()
         .max_continuation_size(MAX_MESSAGE);
     let connection = Connection {
+        _open: state.metrics.websocket_opened(),
         state: state.into_inner(),
         schema: schema.into_inner(),
         shared: shared.into_inner(),
@@ -107,6 +108,8 @@ struct Connection {
     principal: Option<Principal>,
     init_received: bool,
     operations: HashMap<String, AbortHandle>,
+    /// Counted in `/metrics` while the socket's task lives.
+    _open: crate::metrics::OpenSocket,
 }
 
 /// Why the server closes: a graphql-transport-ws code and its reason.
