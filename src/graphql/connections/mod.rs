@@ -27,9 +27,10 @@ pub use types::*;
 pub struct Connection(pub Model);
 
 /// Fields that query the database box that query's future (`Box::pin(…).await`). async-graphql
-/// boxes a future for every field of every row, and that future is as large as the largest
-/// field's: an unboxed SeaORM query made every field of a 50-row page copy a few kilobytes
-/// (`memmove` 7.2% → 5.7% of the server's samples; +1.7% requests, paired runs, 4 of 5).
+/// boxes a future for every field of every row, as large as the largest field's: with an
+/// unboxed SeaORM query (a future of ~1.8 KB) in one field, every field of a 50-row page
+/// copied that much (`memmove` 7.2% → 5.7% of the server's samples; +1.7% requests, paired
+/// runs, 4 of 5).
 #[Object]
 impl Connection {
     pub async fn id(&self) -> ID {
