@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use crate::oauth::setup_with;
 use crate::receiver::{Receiver, verify};
 use crate::refresh::connected;
-use crate::support::{Backend, TestApp, first_code, metric};
+use crate::support::{Backend, TestApp, by_outcome, first_code};
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -527,12 +527,7 @@ events_test!(
         // Every attempt counted by how it ended: 500 and 302, then the first success, the
         // redelivery and the rotation's, then the 410.
         let metrics = app.metrics().await;
-        let attempts = |outcome| {
-            metric(
-                &metrics,
-                &format!("keyway_webhook_attempts_total{{outcome=\"{outcome}\"}}"),
-            )
-        };
+        let attempts = |outcome| by_outcome(&metrics, "keyway_webhook_attempts_total", outcome);
         assert_eq!(attempts("failed"), Some(2.0));
         assert_eq!(attempts("delivered"), Some(3.0));
         assert_eq!(attempts("gone"), Some(1.0));

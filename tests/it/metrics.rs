@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use crate::events::socket;
 use crate::oauth::setup_with;
 use crate::refresh::connected;
-use crate::support::{Backend, metric};
+use crate::support::{Backend, by_outcome, metric};
 
 const TOKEN: &str = "scrape-0123456789abcdef";
 
@@ -62,18 +62,10 @@ async fn calls_refreshes_and_the_pool_are_counted(backend: Backend) {
         value("keyway_proxy_upstream_duration_seconds_count"),
         Some(2.0)
     );
-    assert_eq!(
-        value(r#"keyway_token_refreshes_total{outcome="refreshed"}"#),
-        Some(1.0)
-    );
-    assert_eq!(
-        value(r#"keyway_token_refreshes_total{outcome="failed"}"#),
-        Some(1.0)
-    );
-    assert_eq!(
-        value(r#"keyway_token_refreshes_total{outcome="invalid_grant"}"#),
-        None
-    );
+    let refreshes = |outcome| by_outcome(&text, "keyway_token_refreshes_total", outcome);
+    assert_eq!(refreshes("refreshed"), Some(1.0));
+    assert_eq!(refreshes("failed"), Some(1.0));
+    assert_eq!(refreshes("invalid_grant"), None);
     let written = value("keyway_request_logs_written_total").unwrap();
     assert!(written >= 3.0, "{written}");
     assert_eq!(value("keyway_request_logs_dropped_total"), Some(0.0));

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::fake_provider::FakeProvider;
 use crate::oauth::{APP_REDIRECT, callback, connect_link, query_of, setup};
-use crate::support::{Backend, Tenant, TestApp, event_types, metric};
+use crate::support::{Backend, Tenant, TestApp, by_outcome, event_types};
 
 const CREDS: &str = "query($id: ID!, $f: Boolean) { connectionCredentials(id: $id, forceRefresh: $f, includeRefreshToken: true) { accessToken refreshToken expiresAt } }";
 
@@ -152,12 +152,7 @@ refresh_test!(
         assert_eq!(fake.refresh_requests(), before);
         // Dead grants are told apart from failures worth retrying.
         let metrics = app.metrics().await;
-        let refreshes = |outcome| {
-            metric(
-                &metrics,
-                &format!("keyway_token_refreshes_total{{outcome=\"{outcome}\"}}"),
-            )
-        };
+        let refreshes = |outcome| by_outcome(&metrics, "keyway_token_refreshes_total", outcome);
         assert_eq!(refreshes("invalid_grant"), Some(3.0));
         assert_eq!(refreshes("refreshed"), None);
     }

@@ -92,6 +92,11 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
         .and_then(|value| value.trim().parse().ok())
 }
 
+/// The value of `name{outcome="<outcome>"}` in `/metrics` text.
+pub fn by_outcome(text: &str, name: &str, outcome: &str) -> Option<f64> {
+    metric(text, &format!("{name}{{outcome=\"{outcome}\"}}"))
+}
+
 impl TestApp {
     /// `None` only for PostgreSQL when no test database is configured.
     pub async fn new(backend: Backend) -> Option<Self> {
