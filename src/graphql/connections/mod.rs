@@ -26,11 +26,11 @@ pub use types::*;
 
 pub struct Connection(pub Model);
 
-/// Fields that query the database box that query's future (`Box::pin(…).await`). async-graphql
-/// boxes a future for every field of every row, as large as the largest field's: with an
-/// unboxed SeaORM query (a future of ~1.8 KB) in one field, every field of a 50-row page
-/// copied that much (`memmove` 7.2% → 5.7% of the server's samples; +1.7% requests, paired
-/// runs, 4 of 5).
+// Fields that query the database box that query's future (`Box::pin(…).await`). async-graphql
+// boxes a future for every field of every row, as large as the largest field's: with an
+// unboxed SeaORM query (a future of ~1.8 KB) in one field, every field of a 50-row page
+// copied that much (`memmove` 7.2% → 5.7% of the server's samples; +1.7% requests, paired
+// runs, 4 of 5). (A `///` comment here would become the type's description in the schema.)
 #[Object]
 impl Connection {
     pub async fn id(&self) -> ID {
