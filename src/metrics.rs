@@ -11,9 +11,11 @@
 
 use std::collections::HashMap;
 
+use prometheus::core::Collector;
+use prometheus::local::LocalHistogram;
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use sea_orm::{DatabaseBackend, DatabaseConnection};
 
@@ -29,8 +31,8 @@ pub struct Metrics {
     registry: Registry,
     /// `keyway_requests_total{api, code}`: calls through Keyway, by API style and HTTP status.
     requests: IntCounterVec,
-    /// `keyway_request_duration_seconds{api}`, one histogram per API style (`ApiStyle` order).
-    durations: [Histogram; 3],
+    /// `keyway_request_duration_seconds{api}`.
+    durations: HistogramVec,
     /// `keyway_proxy_upstream_duration_seconds`: the provider's share of proxied calls.
     upstream: Histogram,
     pub request_logs_written: IntCounter,
@@ -75,18 +77,14 @@ impl Metrics {
             ),
             &["api", "code"],
         )?;
-        let durations = [ApiStyle::Unify, ApiStyle::Proxy, ApiStyle::Vault].map(|api| {
-            Histogram::with_opts(
-                HistogramOpts::new(
-                    "request_duration_seconds",
-                    "Time from a call's arrival to its answer, by API style.",
-                )
-                .const_label("api", api.as_str())
-                .buckets(SECONDS_BUCKETS.to_vec()),
+        let durations = HistogramVec::new(
+            HistogramOpts::new(
+                "request_duration_seconds",
+                "Time from a call's arrival to its answer, by API style.",
             )
-        });
-        let [unify, proxy, vault] = durations;
-        let durations = [unify?, proxy?, vault?];
+            .buckets(SECONDS_BUCKETS.to_vec()),
+            &["api"],
+        )?;
         let upstream = Histogram::with_opts(
             HistogramOpts::new(
                 "proxy_upstream_duration_seconds",
@@ -139,19 +137,22 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
 
-        registry.register(Box::new(requests.clone()))?;
-        for histogram in &durations {
-            registry.register(Box::new(histogram.clone()))?;
+        let collectors: [Box<dyn Collector>; 11] = [
+            Box::new(requests.clone()),
+            Box::new(durations.clone()),
+            Box::new(upstream.clone()),
+            Box::new(request_logs_written.clone()),
+            Box::new(request_logs_dropped.clone()),
+            Box::new(token_refreshes.clone()),
+            Box::new(webhook_attempts.clone()),
+            Box::new(websockets.clone()),
+            Box::new(db_connections.clone()),
+            Box::new(db_max_connections.clone()),
+            Box::new(build_info),
+        ];
+        for collector in collectors {
+            registry.register(collector)?;
         }
-        registry.register(Box::new(upstream.clone()))?;
-        registry.register(Box::new(request_logs_written.clone()))?;
-        registry.register(Box::new(request_logs_dropped.clone()))?;
-        registry.register(Box::new(token_refreshes.clone()))?;
-        registry.register(Box::new(webhook_attempts.clone()))?;
-        registry.register(Box::new(websockets.clone()))?;
-        registry.register(Box::new(db_connections.clone()))?;
-        registry.register(Box::new(db_max_connections.clone()))?;
-        registry.register(Box::new(build_info))?;
         // The conventional `process_*` series (CPU, resident memory, open files), unprefixed
         // as every exporter names them.
         #[cfg(target_os = "linux")]
@@ -184,18 +185,25 @@ impl Metrics {
         // Summed here and added once per batch: one label lookup per (style, status) seen,
         // and the histograms' atomics touched once per bucket rather than once per call.
         let mut counts: HashMap<(ApiStyle, u16), u64, crate::FastHasher> = HashMap::default();
-        let durations = self.durations.each_ref().map(Histogram::local);
+        let mut durations: HashMap<ApiStyle, LocalHistogram, crate::FastHasher> =
+            HashMap::default();
         let upstream = self.upstream.local();
         for entry in entries {
             *counts
                 .entry((entry.api_style, entry.status_code))
                 .or_default() += 1;
-            durations[style_index(entry.api_style)].observe(entry.duration.as_secs_f64());
+            durations
+                .entry(entry.api_style)
+                .or_insert_with(|| {
+                    let api = entry.api_style.as_str();
+                    self.durations.with_label_values(&[api]).local()
+                })
+                .observe(entry.duration.as_secs_f64());
             if let Some(latency) = entry.latency {
                 upstream.observe(latency.as_secs_f64());
             }
         }
-        for local in durations.iter().chain([&upstream]) {
+        for local in durations.values().chain([&upstream]) {
             local.flush();
         }
         for ((api, status), calls) in counts {
@@ -262,14 +270,6 @@ impl Metrics {
         TextEncoder::new()
             .encode_to_string(&families)
             .map_err(|err| Error::Internal(anyhow::anyhow!("encoding metrics: {err}")))
-    }
-}
-
-fn style_index(api: ApiStyle) -> usize {
-    match api {
-        ApiStyle::Unify => 0,
-        ApiStyle::Proxy => 1,
-        ApiStyle::Vault => 2,
     }
 }
 
