@@ -30,7 +30,12 @@ use crate::error::{Error, Result};
 /// A request body towards a provider: held in full (retryable) or fed through a channel.
 pub enum OutboundBody {
     Full(Option<Bytes>),
-    Channel(mpsc::Receiver<std::io::Result<Bytes>>),
+    /// `length`: the caller's declared `Content-Length`, sent on as declared. Without it the
+    /// body goes out chunked, which some providers refuse (411) for an upload.
+    Channel {
+        chunks: mpsc::Receiver<std::io::Result<Bytes>>,
+        length: Option<u64>,
+    },
 }
 
 impl OutboundBody {
@@ -49,7 +54,7 @@ impl Body for OutboundBody {
     ) -> Poll<Option<std::io::Result<Frame<Bytes>>>> {
         match self.get_mut() {
             Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Self::Channel(rx) => rx
+            Self::Channel { chunks, .. } => chunks
                 .poll_recv(cx)
                 .map(|item| item.map(|chunk| chunk.map(Frame::data))),
         }
@@ -62,7 +67,11 @@ impl Body for OutboundBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             Self::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
-            Self::Channel(_) => SizeHint::default(),
+            Self::Channel {
+                length: Some(length),
+                ..
+            } => SizeHint::with_exact(*length),
+            Self::Channel { length: None, .. } => SizeHint::default(),
         }
     }
 }
@@ -140,7 +149,7 @@ impl ProxyClient {
         // HTTP/1.1 sends the path and query only (RFC 9112 §3.2.1).
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
         *request.uri_mut() = http::Uri::try_from(path).map_err(|_| SendError::NotAbsolute)?;
-        let reuse = !matches!(request.body(), OutboundBody::Channel(_));
+        let reuse = !matches!(request.body(), OutboundBody::Channel { .. });
         // Set once a sent request is to go again: then on a new connection, and only once.
         let mut replaying = false;
         loop {

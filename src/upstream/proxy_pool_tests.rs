@@ -259,7 +259,10 @@ async fn a_connection_that_streamed_its_request_body_is_not_pooled() {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     drop(tx); // an upload that is already complete (and empty)
     let mut request = get(&base);
-    *request.body_mut() = OutboundBody::Channel(rx);
+    *request.body_mut() = OutboundBody::Channel {
+        chunks: rx,
+        length: None,
+    };
     *request.method_mut() = http::Method::POST;
     request.headers_mut().insert(
         http::header::CONTENT_LENGTH,

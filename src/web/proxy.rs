@@ -111,7 +111,6 @@ async fn call(
     let max = state.config.proxy_max_body_bytes;
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| Error::bad_input("unsupported method"))?;
-    let head_only = method == reqwest::Method::HEAD;
     let length = declared_length(
         req.headers()
             .get(actix_web::http::header::CONTENT_LENGTH)
@@ -120,19 +119,21 @@ async fn call(
     if length.is_some_and(|l| l > max) {
         return Err(too_large(max));
     }
+    let chunked = req
+        .headers()
+        .contains_key(actix_web::http::header::TRANSFER_ENCODING);
     let overflow = Arc::new(AtomicBool::new(false));
     let body = match length {
         Some(0) => CallBody::Empty,
         Some(l) if l <= HELD_REQUEST_BYTES => CallBody::Bytes(read_all(payload, max).await?),
-        _ if req
-            .headers()
-            .get(actix_web::http::header::TRANSFER_ENCODING)
-            .is_none()
-            && length.is_none() =>
-        {
-            CallBody::Empty
-        }
-        _ => CallBody::Stream(stream_body(payload, max, overflow.clone())),
+        _ if !chunked && length.is_none() => CallBody::Empty,
+        // A chunked request's Content-Length, if any, says nothing (RFC 9112 §6.3).
+        _ => CallBody::Stream(stream_body(
+            payload,
+            max,
+            length.filter(|_| !chunked),
+            overflow.clone(),
+        )),
     };
     let call = ProxyCall {
         method,
@@ -156,7 +157,7 @@ async fn call(
         latency,
         status: response.status(),
     };
-    let response = respond(response, head_only, max).await?;
+    let response = respond(response, req, max).await?;
     Ok((upstream, response))
 }
 
@@ -187,10 +188,16 @@ async fn read_all(mut payload: web::Payload, max: u64) -> Result<Bytes> {
     Ok(body.freeze())
 }
 
-/// Pipes the request body to the upstream call as it arrives. actix's payload lives on this
-/// worker's thread; a local task moves it into a channel the HTTP client can read from
-/// anywhere. Past `max` bytes the stream fails and `overflow` is set.
-fn stream_body(mut payload: web::Payload, max: u64, overflow: Arc<AtomicBool>) -> OutboundBody {
+/// Pipes the request body to the upstream call as it arrives, with the caller's declared
+/// `length` (actix holds the caller to it). actix's payload lives on this worker's thread; a
+/// local task moves it into a channel the HTTP client can read from anywhere. Past `max`
+/// bytes the stream fails and `overflow` is set.
+fn stream_body(
+    mut payload: web::Payload,
+    max: u64,
+    length: Option<u64>,
+    overflow: Arc<AtomicBool>,
+) -> OutboundBody {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
     actix_web::rt::spawn(async move {
         let mut seen: u64 = 0;
@@ -213,7 +220,7 @@ fn stream_body(mut payload: web::Payload, max: u64, overflow: Arc<AtomicBool>) -
             }
         }
     });
-    OutboundBody::Channel(rx)
+    OutboundBody::Channel { chunks: rx, length }
 }
 
 /// The caller's headers in the HTTP client's types, without those never forwarded
@@ -238,9 +245,12 @@ fn to_reqwest_headers(headers: &actix_web::http::header::HeaderMap) -> reqwest::
 }
 
 /// The provider's answer, passed back: status, filtered headers, the body held (small) or
-/// streamed (large), cut off past `max` bytes. An answer to HEAD keeps the provider's
-/// framing (RFC 9110 §9.3.2: the `Content-Length` a GET would have) with no body.
-async fn respond(response: UpstreamResponse, head_only: bool, max: u64) -> Result<HttpResponse> {
+/// streamed (large), cut off past `max` bytes. A streamed body keeps the provider's
+/// `Content-Length` when it declared one; otherwise it goes out chunked, or to an HTTP/1.0
+/// caller (who cannot read chunks, RFC 9112 §6.1) delimited by closing the connection. An
+/// answer to HEAD keeps the provider's framing (RFC 9110 §9.3.2: the `Content-Length` a GET
+/// would have) with no body.
+async fn respond(response: UpstreamResponse, req: &HttpRequest, max: u64) -> Result<HttpResponse> {
     let status = StatusCode::from_u16(response.status().as_u16())
         .map_err(|_| Error::Upstream("the provider answered with an invalid status".into()))?;
     let mut builder = HttpResponse::build(status);
@@ -252,7 +262,7 @@ async fn respond(response: UpstreamResponse, head_only: bool, max: u64) -> Resul
             builder.append_header((name, value));
         }
     }
-    if head_only {
+    if req.method() == actix_web::http::Method::HEAD {
         let declared = response.headers().get(reqwest::header::CONTENT_LENGTH);
         if let Some(length) = declared_length(declared.map(|v| v.as_bytes())) {
             builder.no_chunking(length);
@@ -268,7 +278,19 @@ async fn respond(response: UpstreamResponse, head_only: bool, max: u64) -> Resul
     }
     match length {
         Some(l) if l <= HELD_RESPONSE_BYTES => Ok(builder.body(response.bytes(max).await?)),
-        _ => Ok(builder.streaming(response.into_stream(max))),
+        Some(l) => {
+            // Streamed under the provider's length: a stream that fails (the provider broke
+            // off, too slow, too large) ends the connection, so the caller sees it short.
+            builder.no_chunking(l);
+            Ok(builder.streaming(response.into_stream(max)))
+        }
+        None if req.version() == actix_web::http::Version::HTTP_10 => {
+            builder.force_close();
+            let mut streamed = builder.streaming(response.into_stream(max));
+            streamed.head_mut().no_chunking(true);
+            Ok(streamed)
+        }
+        None => Ok(builder.streaming(response.into_stream(max))),
     }
 }
 

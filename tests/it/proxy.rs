@@ -633,6 +633,87 @@ proxy_test!(
     }
 );
 
+proxy_test!(
+    bodies_keep_the_framing_each_side_can_read,
+    |_| {},
+    |app, fake, tenant, id| async {
+        // An upload with a declared length streams on with that length: some providers refuse
+        // a chunked upload (411).
+        let upload = app
+            .client
+            .post(raw_url(&app, &id, "/upload"))
+            .bearer_auth(&tenant.key)
+            .body(vec![b'u'; 100_000])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(upload.status(), StatusCode::OK);
+        let call = fake.api_requests().pop().unwrap();
+        assert_eq!(call.header("content-length"), Some("100000"));
+        assert_eq!(call.header("transfer-encoding"), None);
+        assert_eq!(call.body.len(), 100_000);
+        // Without one it goes on chunked.
+        let chunks = (0..5).map(|_| Ok::<_, std::io::Error>(vec![b'c'; 20_000]));
+        let upload = app
+            .client
+            .post(raw_url(&app, &id, "/upload"))
+            .bearer_auth(&tenant.key)
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                chunks.collect::<Vec<_>>(),
+            )))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(upload.status(), StatusCode::OK);
+        let call = fake.api_requests().pop().unwrap();
+        assert_eq!(call.header("transfer-encoding"), Some("chunked"));
+        assert_eq!(call.body.len(), 100_000);
+
+        // A streamed answer keeps the length the provider declared.
+        let big = raw_get(&app, &tenant.key, &id, "/big?bytes=300000").await;
+        assert_eq!(big.headers()["content-length"], "300000");
+        assert!(!big.headers().contains_key("transfer-encoding"));
+        assert_eq!(big.bytes().await.unwrap().len(), 300_000);
+
+        // An HTTP/1.0 caller never gets chunks (RFC 9112 §6.1): an answer of unknown length
+        // ends with the connection.
+        let target = format!("/proxy/{id}/stall?ms=0");
+        let (head, body) = http10_get(&app, &tenant.key, &target);
+        assert!(head.starts_with("http/1.0 200"), "{head}");
+        assert!(!head.contains("transfer-encoding"), "{head}");
+        assert_eq!(body, b"firstsecond");
+        let (head, body) = http10_get(&app, &tenant.key, &format!("/proxy/{id}/big?bytes=300000"));
+        assert!(head.contains("content-length: 300000"), "{head}");
+        assert_eq!(body.len(), 300_000);
+    }
+);
+
+/// An HTTP/1.0 GET, read until the server closes the connection: the answer's head
+/// (lower-cased) and its body bytes as sent.
+fn http10_get(app: &TestApp, key: &str, target: &str) -> (String, Vec<u8>) {
+    let addr = app.base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {target} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .expect("the server closes the connection after the answer");
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an answer head");
+    let head = String::from_utf8_lossy(&answer[..split]).to_lowercase();
+    let body = answer[split + 4..].to_vec();
+    (head, body)
+}
+
 /// A custom API-key provider on the fake, sending the key in a header.
 async fn api_key_connection(
     app: &TestApp,
