@@ -62,7 +62,7 @@ count() { # label pid url token: zero, load, dump; prints "label requests instru
   count floor "$FLOOR" "$FLOOR_URL" ""
 } >"$WORK/counts"
 callgrind_annotate --inclusive=yes --threshold=100 "$WORK"/keyway.cg.* 2>/dev/null >"$WORK/keyway.txt"
-[ -n "${KEEP_PROFILE:-}" ] && cp "$WORK"/keyway.cg.* "$WORK"/floor.cg.* "$KEEP_PROFILE"/
+[ -n "${KEEP_PROFILE:-}" ] && mkdir -p "$KEEP_PROFILE" && cp "$WORK"/keyway.cg.* "$WORK"/floor.cg.* "$KEEP_PROFILE"/
 
 python3 - "$WORK/counts" "$WORK/keyway.txt" "$TOP" <<'PY'
 import re, sys
