@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use actix_web::body::{BodyStream, SizedStream};
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use uuid::Uuid;
@@ -264,11 +265,9 @@ async fn respond(response: UpstreamResponse, req: &HttpRequest, max: u64) -> Res
     }
     if req.method() == actix_web::http::Method::HEAD {
         let declared = response.headers().get(reqwest::header::CONTENT_LENGTH);
-        if let Some(length) = declared_length(declared.map(|v| v.as_bytes())) {
-            builder.no_chunking(length);
-        }
+        let length = declared_length(declared.map(|v| v.as_bytes()));
         let nothing = futures_util::stream::empty::<std::io::Result<Bytes>>();
-        return Ok(builder.streaming(nothing));
+        return Ok(streamed(builder, length, nothing));
     }
     let length = response.content_length();
     if length.is_some_and(|l| l > max) {
@@ -278,19 +277,29 @@ async fn respond(response: UpstreamResponse, req: &HttpRequest, max: u64) -> Res
     }
     match length {
         Some(l) if l <= HELD_RESPONSE_BYTES => Ok(builder.body(response.bytes(max).await?)),
-        Some(l) => {
-            // Streamed under the provider's length: a stream that fails (the provider broke
-            // off, too slow, too large) ends the connection, so the caller sees it short.
-            builder.no_chunking(l);
-            Ok(builder.streaming(response.into_stream(max)))
-        }
+        // A stream that fails (the provider broke off, too slow, too large) ends the
+        // connection short of the length, so the caller sees the answer incomplete.
+        Some(_) => Ok(streamed(builder, length, response.into_stream(max))),
         None if req.version() == actix_web::http::Version::HTTP_10 => {
             builder.force_close();
-            let mut streamed = builder.streaming(response.into_stream(max));
-            streamed.head_mut().no_chunking(true);
-            Ok(streamed)
+            let mut answer = streamed(builder, None, response.into_stream(max));
+            answer.head_mut().no_chunking(true);
+            Ok(answer)
         }
-        None => Ok(builder.streaming(response.into_stream(max))),
+        None => Ok(streamed(builder, None, response.into_stream(max))),
+    }
+}
+
+/// A streamed answer: sent under `length` when known, else chunked. Not through
+/// `HttpResponseBuilder::streaming`, which adds `Content-Type: application/octet-stream` to an
+/// answer the provider sent without one.
+fn streamed<S>(mut builder: HttpResponseBuilder, length: Option<u64>, body: S) -> HttpResponse
+where
+    S: futures_util::Stream<Item = std::io::Result<Bytes>> + 'static,
+{
+    match length {
+        Some(length) => builder.body(SizedStream::new(length, body)),
+        None => builder.body(BodyStream::new(body)),
     }
 }
 

@@ -364,5 +364,6 @@ async fn delayed(whole: bool, wait: std::time::Duration) -> HttpResponse {
             b"first"
         }))
     });
-    HttpResponse::Ok().streaming(chunks)
+    // Not `streaming`, which would add a Content-Type: this answer has none, like some APIs'.
+    HttpResponse::Ok().body(actix_web::body::BodyStream::new(chunks))
 }

@@ -205,6 +205,7 @@ proxy_test!(
             "1234",
             "HEAD answers with the length a GET would have"
         );
+        assert!(!head.headers().contains_key("content-type"));
         assert!(head.bytes().await.unwrap().is_empty());
         assert_eq!(fake.api_requests().last().unwrap().method, "HEAD");
 
@@ -673,6 +674,8 @@ proxy_test!(
         let big = raw_get(&app, &tenant.key, &id, "/big?bytes=300000").await;
         assert_eq!(big.headers()["content-length"], "300000");
         assert!(!big.headers().contains_key("transfer-encoding"));
+        // Nor does Keyway add a Content-Type the provider did not send.
+        assert!(!big.headers().contains_key("content-type"));
         assert_eq!(big.bytes().await.unwrap().len(), 300_000);
 
         // An HTTP/1.0 caller never gets chunks (RFC 9112 §6.1): an answer of unknown length
@@ -681,6 +684,7 @@ proxy_test!(
         let (head, body) = http10_get(&app, &tenant.key, &target);
         assert!(head.starts_with("http/1.0 200"), "{head}");
         assert!(!head.contains("transfer-encoding"), "{head}");
+        assert!(!head.contains("content-type"), "{head}");
         assert_eq!(body, b"firstsecond");
         let (head, body) = http10_get(&app, &tenant.key, &format!("/proxy/{id}/big?bytes=300000"));
         assert!(head.contains("content-length: 300000"), "{head}");
