@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HOST, HeaderValue};
+use http::header::{CONTENT_LENGTH, HOST, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -145,6 +145,18 @@ impl ProxyClient {
         if !request.headers().contains_key(HOST) {
             let host = host_header(&uri, authority).map_err(|_| SendError::NotAbsolute)?;
             request.headers_mut().insert(HOST, host);
+        }
+        // hyper sends no length for an empty body; a POST, PUT or PATCH should say it is empty
+        // (RFC 9110 §8.6), and some providers answer 411 when it does not.
+        if http_body::Body::is_end_stream(request.body())
+            && matches!(
+                *request.method(),
+                http::Method::POST | http::Method::PUT | http::Method::PATCH
+            )
+        {
+            request
+                .headers_mut()
+                .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
         }
         // HTTP/1.1 sends the path and query only (RFC 9112 §3.2.1).
         let path = uri.path_and_query().map_or("/", |p| p.as_str());

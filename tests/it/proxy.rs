@@ -670,6 +670,26 @@ proxy_test!(
         assert_eq!(call.header("transfer-encoding"), Some("chunked"));
         assert_eq!(call.body.len(), 100_000);
 
+        // An empty POST says so (RFC 9110 §8.6), on the raw route and through the mutation.
+        let empty = app
+            .client
+            .post(raw_url(&app, &id, "/empty"))
+            .bearer_auth(&tenant.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(empty.status(), StatusCode::OK);
+        let call = fake.api_requests().pop().unwrap();
+        assert_eq!(call.header("content-length"), Some("0"));
+        let input = json!({ "connectionId": id, "method": "POST", "path": "/empty" });
+        assert_eq!(
+            proxy(&app, &tenant.key, input).await["data"]["proxy"]["status"],
+            200
+        );
+        let call = fake.api_requests().pop().unwrap();
+        assert_eq!(call.header("content-length"), Some("0"));
+        assert_eq!(call.method, "POST");
+
         // A streamed answer keeps the length the provider declared.
         let big = raw_get(&app, &tenant.key, &id, "/big?bytes=300000").await;
         assert_eq!(big.headers()["content-length"], "300000");
