@@ -64,6 +64,30 @@ async fn raw_get(app: &TestApp, key: &str, id: &str, rest: &str) -> reqwest::Res
         .unwrap()
 }
 
+/// `POST /proxy/{id}{rest}` with the key and `body`.
+async fn raw_post(
+    app: &TestApp,
+    key: &str,
+    id: &str,
+    rest: &str,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    app.client
+        .post(raw_url(app, id, rest))
+        .bearer_auth(key)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A request body of no declared length: the chunks, sent chunked.
+fn chunked(chunks: Vec<Vec<u8>>) -> reqwest::Body {
+    reqwest::Body::wrap_stream(futures_util::stream::iter(
+        chunks.into_iter().map(Ok::<_, std::io::Error>),
+    ))
+}
+
 fn raw_url(app: &TestApp, id: &str, rest: &str) -> String {
     format!("{}/proxy/{id}{rest}", app.base)
 }
@@ -585,43 +609,16 @@ proxy_test!(
     |app, fake, tenant, id| async {
         // A body larger than what is held in memory streams through whole.
         let big = vec![b'a'; 200_000];
-        let response = app
-            .client
-            .post(raw_url(&app, &id, "/upload"))
-            .bearer_auth(&tenant.key)
-            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-                big.chunks(16_384)
-                    .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
-                    .collect::<Vec<_>>(),
-            )))
-            .send()
-            .await
-            .unwrap();
+        let chunks = big.chunks(16_384).map(<[u8]>::to_vec).collect();
+        let response = raw_post(&app, &tenant.key, &id, "/upload", chunked(chunks)).await;
         assert_eq!(response.status(), StatusCode::OK);
         let echoed: Value = response.json().await.unwrap();
         assert_eq!(echoed["body_len"], 200_000);
         // Past the limit: 413, whether announced by Content-Length or streamed.
-        let too_big = app
-            .client
-            .post(raw_url(&app, &id, "/upload"))
-            .bearer_auth(&tenant.key)
-            .body(vec![b'a'; 300_001])
-            .send()
-            .await
-            .unwrap();
+        let too_big = raw_post(&app, &tenant.key, &id, "/upload", vec![b'a'; 300_001]).await;
         assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
-        let streamed = app
-            .client
-            .post(raw_url(&app, &id, "/upload"))
-            .bearer_auth(&tenant.key)
-            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-                (0..40)
-                    .map(|_| Ok::<_, std::io::Error>(vec![b'b'; 10_000]))
-                    .collect::<Vec<_>>(),
-            )))
-            .send()
-            .await
-            .unwrap();
+        let chunks = vec![vec![b'b'; 10_000]; 40];
+        let streamed = raw_post(&app, &tenant.key, &id, "/upload", chunked(chunks)).await;
         assert_eq!(streamed.status(), StatusCode::PAYLOAD_TOO_LARGE);
         // A large answer streams back; one past the limit is refused (502) or cut off.
         let response = raw_get(&app, &tenant.key, &id, "/big?bytes=290000").await;
@@ -640,31 +637,15 @@ proxy_test!(
     |app, fake, tenant, id| async {
         // An upload with a declared length streams on with that length: some providers refuse
         // a chunked upload (411).
-        let upload = app
-            .client
-            .post(raw_url(&app, &id, "/upload"))
-            .bearer_auth(&tenant.key)
-            .body(vec![b'u'; 100_000])
-            .send()
-            .await
-            .unwrap();
+        let upload = raw_post(&app, &tenant.key, &id, "/upload", vec![b'u'; 100_000]).await;
         assert_eq!(upload.status(), StatusCode::OK);
         let call = fake.api_requests().pop().unwrap();
         assert_eq!(call.header("content-length"), Some("100000"));
         assert_eq!(call.header("transfer-encoding"), None);
         assert_eq!(call.body.len(), 100_000);
         // Without one it goes on chunked.
-        let chunks = (0..5).map(|_| Ok::<_, std::io::Error>(vec![b'c'; 20_000]));
-        let upload = app
-            .client
-            .post(raw_url(&app, &id, "/upload"))
-            .bearer_auth(&tenant.key)
-            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-                chunks.collect::<Vec<_>>(),
-            )))
-            .send()
-            .await
-            .unwrap();
+        let chunks = vec![vec![b'c'; 20_000]; 5];
+        let upload = raw_post(&app, &tenant.key, &id, "/upload", chunked(chunks)).await;
         assert_eq!(upload.status(), StatusCode::OK);
         let call = fake.api_requests().pop().unwrap();
         assert_eq!(call.header("transfer-encoding"), Some("chunked"));
