@@ -86,7 +86,7 @@ pub struct ApplicationQuery;
 #[Object]
 impl ApplicationQuery {
     /// Permissions: operator.
-    #[graphql(complexity = "first.unwrap_or(20).max(1) as usize * child_complexity")]
+    #[graphql(complexity = "crate::graphql::relay::page_cost(first, child_complexity)")]
     async fn applications(
         &self,
         ctx: &Context<'_>,

@@ -180,7 +180,7 @@ pub struct ConsumerQuery;
 #[Object]
 impl ConsumerQuery {
     /// Permissions: secret key (its application), operator (naming `applicationId`).
-    #[graphql(complexity = "first.unwrap_or(20).max(1) as usize * child_complexity")]
+    #[graphql(complexity = "crate::graphql::relay::page_cost(first, child_complexity)")]
     async fn consumers(
         &self,
         ctx: &Context<'_>,

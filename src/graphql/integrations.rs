@@ -152,7 +152,7 @@ pub struct IntegrationQuery;
 impl IntegrationQuery {
     /// Permissions: secret key (its application; a restricted key sees its one integration),
     /// operator (naming `applicationId`).
-    #[graphql(complexity = "first.unwrap_or(20).max(1) as usize * child_complexity")]
+    #[graphql(complexity = "crate::graphql::relay::page_cost(first, child_complexity)")]
     async fn integrations(
         &self,
         ctx: &Context<'_>,

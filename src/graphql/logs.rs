@@ -171,7 +171,7 @@ pub struct LogQuery;
 impl LogQuery {
     /// Newest first. Permissions: secret key (its application; a key restricted to one
     /// integration sees that service's calls), operator (naming `applicationId`).
-    #[graphql(complexity = "first.unwrap_or(20).max(1) as usize * child_complexity")]
+    #[graphql(complexity = "crate::graphql::relay::page_cost(first, child_complexity)")]
     async fn logs(
         &self,
         ctx: &Context<'_>,

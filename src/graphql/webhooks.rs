@@ -183,7 +183,7 @@ impl WebhookQuery {
     }
 
     /// Newest first. Permissions: as `webhooks`.
-    #[graphql(complexity = "first.unwrap_or(20).max(1) as usize * child_complexity")]
+    #[graphql(complexity = "crate::graphql::relay::page_cost(first, child_complexity)")]
     async fn webhook_deliveries(
         &self,
         ctx: &Context<'_>,

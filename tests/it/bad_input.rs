@@ -127,3 +127,18 @@ db_test!(bad_application_input_is_refused, |app| async {
         .await;
     assert_eq!(data["applications"]["totalCount"], 0);
 });
+
+db_test!(a_page_size_out_of_range_is_named_as_such, |app| async {
+    let tenant = app.create_tenant("acme").await;
+    for field in ["consumers", "connections", "logs", "integrations"] {
+        for first in [0, 201, 100_000] {
+            let query = format!("{{ {field}(first: {first}) {{ edges {{ cursor }} }} }}");
+            let (_, body) = app.graphql(&tenant.key, &query, json!({})).await;
+            assert_eq!(first_code(&body), "BAD_USER_INPUT", "{query}: {body}");
+            assert_eq!(
+                body["errors"][0]["message"], "first must be between 1 and 200",
+                "{query}: {body}"
+            );
+        }
+    }
+});

@@ -191,7 +191,7 @@ pub struct ConnectionQuery;
 impl ConnectionQuery {
     /// Permissions: secret key (its application; a restricted key its one integration),
     /// operator (naming `applicationId`). Never returns credentials.
-    #[graphql(complexity = "first.unwrap_or(20).max(1) as usize * child_complexity")]
+    #[graphql(complexity = "crate::graphql::relay::page_cost(first, child_complexity)")]
     async fn connections(
         &self,
         ctx: &Context<'_>,
