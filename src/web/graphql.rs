@@ -4,7 +4,8 @@
 //! credential is HTTP 401 with `UNAUTHENTICATED`. Body size and batch size are checked before
 //! parsing goes further; then each request is admitted (alias, field and introspection
 //! limits, then the per-key rate limit: `graphql::admission`), and depth and complexity are
-//! checked inside the schema, all before any resolver touches the database.
+//! checked inside the schema, all before any resolver touches the database. The answer's media
+//! type, status and body shape follow GraphQL over HTTP (`graphql_answer`).
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -21,6 +22,7 @@ use crate::graphql::context::{LogTags, RequestInfo};
 use crate::graphql::{KeywaySchema, MAX_BATCH, admission, root_fields};
 use crate::service::usage::{ApiStyle, LogEntry};
 use crate::state::AppState;
+use crate::web::graphql_answer::{self, Media};
 use crate::web::request_id;
 
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -32,10 +34,17 @@ pub async fn post(
     payload: web::Payload,
 ) -> HttpResponse {
     let started = Instant::now();
+    let Some(media) = graphql_answer::negotiate(&req) else {
+        return error_response(
+            &Error::bad_input("answers are application/graphql-response+json or application/json"),
+            StatusCode::NOT_ACCEPTABLE,
+            Media::Json,
+        );
+    };
     let principal = super::authenticate_request(&state, &req).await;
     let principal = match principal {
         Ok(p) => p,
-        Err(err) => return error_response(&err, err.status()),
+        Err(err) => return error_response(&err, err.status(), media),
     };
     // Calls of a tenant's key are its application's: counted against its plan and logged.
     let mut entry = match &principal {
@@ -49,7 +58,16 @@ pub async fn post(
         }
         Principal::Operator { .. } => None,
     };
-    let response = execute(&state, &schema, &req, payload, principal, entry.as_mut()).await;
+    let response = execute(
+        &state,
+        &schema,
+        &req,
+        payload,
+        principal,
+        media,
+        entry.as_mut(),
+    )
+    .await;
     if let Some(mut entry) = entry {
         entry.status_code = response.status().as_u16();
         entry.duration = started.elapsed();
@@ -64,6 +82,7 @@ async fn execute(
     req: &HttpRequest,
     mut payload: web::Payload,
     principal: Principal,
+    media: Media,
     mut entry: Option<&mut LogEntry>,
 ) -> HttpResponse {
     if let Some(entry) = &entry
@@ -72,7 +91,7 @@ async fn execute(
             .count_request(&state.db, entry.application_id)
             .await
     {
-        return error_response(&err, err.status());
+        return error_response(&err, err.status(), media);
     }
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
@@ -80,6 +99,7 @@ async fn execute(
             return error_response(
                 &Error::bad_input("the request body could not be read"),
                 StatusCode::BAD_REQUEST,
+                media,
             );
         };
         if body.len() + chunk.len() > MAX_BODY_BYTES {
@@ -88,6 +108,7 @@ async fn execute(
                     "the request body is larger than {MAX_BODY_BYTES} bytes"
                 )),
                 StatusCode::PAYLOAD_TOO_LARGE,
+                media,
             );
         }
         body.extend_from_slice(&chunk);
@@ -95,7 +116,7 @@ async fn execute(
     let (single, requests) = match parse_body(&body) {
         Ok(BatchRequest::Single(request)) => (true, vec![request]),
         Ok(BatchRequest::Batch(requests)) => (false, requests),
-        Err(err) => return error_response(&err, StatusCode::BAD_REQUEST),
+        Err(err) => return error_response(&err, StatusCode::BAD_REQUEST, media),
     };
     // Each document is parsed once, here (or copied from an earlier parse of the same text);
     // the label, admission and execution all read that parse.
@@ -149,11 +170,21 @@ async fn execute(
             answer.insert_header(("Retry-After", secs.to_string()));
             answer
         }
-        None => HttpResponse::Ok(),
+        None => HttpResponse::build(media.status(&response, |error| {
+            error_code(error).map_or(StatusCode::BAD_REQUEST, |code| status_of_code(&code))
+        })),
     };
-    answer
-        .insert_header((CACHE_CONTROL, "no-store"))
-        .json(response)
+    match graphql_answer::body(&response) {
+        Ok(body) => answer
+            .insert_header((CACHE_CONTROL, "no-store"))
+            .content_type(media.content_type())
+            .body(body),
+        Err(err) => error_response(
+            &Error::internal(err),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            media,
+        ),
+    }
 }
 
 /// One request of a POST: admitted (`admission`), then executed with the caller's context.
@@ -177,7 +208,7 @@ async fn run_one(
 
 pub async fn graphiql(state: web::Data<AppState>) -> HttpResponse {
     if !state.config.graphiql_enabled() {
-        return error_response(&Error::NotFound, StatusCode::NOT_FOUND);
+        return error_response(&Error::NotFound, StatusCode::NOT_FOUND, Media::Json);
     }
     HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, "text/html; charset=utf-8"))
@@ -306,9 +337,10 @@ fn status_of_code(code: &str) -> StatusCode {
 }
 
 /// A GraphQL-shaped error answer for failures outside execution.
-fn error_response(err: &Error, status: StatusCode) -> HttpResponse {
+fn error_response(err: &Error, status: StatusCode, media: Media) -> HttpResponse {
     err.log();
     let mut response = HttpResponse::build(status);
+    response.content_type(media.content_type());
     let mut extensions = serde_json::json!({ "code": err.code() });
     match err {
         Error::Unauthenticated => {
@@ -320,7 +352,10 @@ fn error_response(err: &Error, status: StatusCode) -> HttpResponse {
         }
         _ => {}
     }
-    response.json(serde_json::json!({
-        "errors": [{ "message": err.message(), "extensions": extensions }]
-    }))
+    response.body(
+        serde_json::json!({
+            "errors": [{ "message": err.message(), "extensions": extensions }]
+        })
+        .to_string(),
+    )
 }

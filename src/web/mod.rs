@@ -2,6 +2,7 @@
 
 mod demo_provider;
 mod graphql;
+mod graphql_answer;
 mod health;
 mod home;
 mod metrics;

@@ -13,6 +13,7 @@ mod demo;
 mod encryption;
 mod events;
 mod fake_provider;
+mod graphql_http;
 mod integrations;
 mod isolation;
 mod metrics;

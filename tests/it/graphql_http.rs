@@ -1,0 +1,129 @@
+//! `POST /graphql` as GraphQL over HTTP asks: the answer's media type follows `Accept`, and with
+//! `application/graphql-response+json` a request refused before it ran is a 4xx with no `data`
+//! entry, while one that ran (even with `data: null`) is a 200.
+
+use std::io::{Read, Write};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::db_test;
+use crate::support::{TestApp, first_code};
+
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+
+/// POSTs `body` with `accept` (none when `None`) and returns status, content type and body.
+async fn post(app: &TestApp, key: &str, accept: &str, body: &str) -> (StatusCode, String, Value) {
+    let response = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .header("accept", accept)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let media = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let text = response.text().await.unwrap();
+    let json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+    (status, media, json)
+}
+
+fn query(text: &str) -> String {
+    json!({ "query": text }).to_string()
+}
+
+db_test!(answers_follow_the_accept_header, |app| async {
+    let tenant = app.create_tenant("acme").await;
+    let key = tenant.key.as_str();
+    let apollo = "application/graphql-response+json,application/json;q=0.9";
+
+    // A request that runs: 200 in either type, `data` present.
+    let (status, media, body) = post(&app, key, apollo, &query("{ viewer { kind } }")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(media.starts_with(GRAPHQL_RESPONSE), "{media}");
+    assert_eq!(body["data"]["viewer"]["kind"], "SECRET_KEY", "{body}");
+
+    // Refused before it ran (does not parse; does not validate; a variable of the wrong
+    // type): 400 with no `data` entry in the new type…
+    let variables_wrong = json!({
+        "query": "query($c: String!) { consumer(consumerId: $c) { id } }",
+        "variables": { "c": 12 }
+    })
+    .to_string();
+    for request in [
+        query("{ viewer { kind "),
+        query("{ nope }"),
+        variables_wrong,
+    ] {
+        let (status, media, body) = post(&app, key, apollo, &request).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{request}: {body}");
+        assert!(media.starts_with(GRAPHQL_RESPONSE), "{media}");
+        assert!(body.get("data").is_none(), "{request}: {body}");
+        assert_eq!(first_code(&body), "BAD_USER_INPUT", "{body}");
+
+        // …and 200, still with no `data` entry, in the legacy type.
+        let (status, media, body) = post(&app, key, "application/json", &request).await;
+        assert_eq!(status, StatusCode::OK, "{request}: {body}");
+        assert_eq!(media, "application/json");
+        assert!(body.get("data").is_none(), "{request}: {body}");
+        assert_eq!(first_code(&body), "BAD_USER_INPUT", "{body}");
+    }
+
+    // Ran, and a field failed up to the root: `data: null` is present and the status is 200.
+    let (status, _, body) = post(
+        &app,
+        key,
+        apollo,
+        &query("{ logs(first: 0) { edges { cursor } } }"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.get("data").is_some_and(Value::is_null), "{body}");
+    assert_eq!(first_code(&body), "BAD_USER_INPUT", "{body}");
+
+    // No credential: 401 in the type asked for.
+    let (status, media, _) = post(&app, "kw_sk_nope", apollo, &query("{ viewer { kind } }")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(media.starts_with(GRAPHQL_RESPONSE), "{media}");
+
+    // Wildcards get the legacy type; a caller accepting neither type gets 406.
+    let (_, media, _) = post(&app, key, "*/*", &query("{ viewer { kind } }")).await;
+    assert_eq!(media, "application/json");
+    let (status, _, body) = post(&app, key, "text/html", &query("{ viewer { kind } }")).await;
+    assert_eq!(status, StatusCode::NOT_ACCEPTABLE, "{body}");
+    assert_eq!(first_code(&body), "BAD_USER_INPUT");
+
+    // No Accept header at all: the new type (reqwest always sends one, so a raw request).
+    let (head, body) = post_without_accept(&app, key, &query("{ nope }"));
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("content-type: {GRAPHQL_RESPONSE}")),
+        "{head}"
+    );
+    assert!(body.get("data").is_none(), "{body}");
+});
+
+/// A POST with no `Accept` header, written by hand: the head as text and the body as JSON.
+fn post_without_accept(app: &TestApp, key: &str, body: &str) -> (String, Value) {
+    let addr = app.base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "POST /graphql HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    (head.to_owned(), serde_json::from_str(body).unwrap())
+}
