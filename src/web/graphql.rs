@@ -69,7 +69,11 @@ pub async fn post(
     )
     .await;
     if let Some(mut entry) = entry {
-        entry.status_code = response.status().as_u16();
+        // A request that failed inside its answer already has the status of its error's code
+        // (`execute`); the HTTP status of a GraphQL answer is often 200 whatever happened.
+        if entry.status_code == 0 {
+            entry.status_code = response.status().as_u16();
+        }
         entry.duration = started.elapsed();
         state.logs.record(entry);
     }

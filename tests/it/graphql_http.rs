@@ -127,3 +127,40 @@ fn post_without_accept(app: &TestApp, key: &str, body: &str) -> (String, Value) 
     let (head, body) = answer.split_once("\r\n\r\n").unwrap();
     (head.to_owned(), serde_json::from_str(body).unwrap())
 }
+
+db_test!(
+    a_failed_graphql_call_is_logged_with_its_errors_status,
+    |app| async {
+        let tenant = app.create_tenant("acme").await;
+        let key = tenant.key.as_str();
+        // Fails inside the answer (HTTP 200 in the legacy type), and refused before running.
+        let (status, _) = app
+            .graphql(
+                key,
+                "{ consumer(consumerId: \"nobody\") { id } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _, _) = post(&app, key, "application/json", &query("{ nope }")).await;
+        assert_eq!(status, StatusCode::OK);
+        app.server().state().logs.flush(app.db()).await.unwrap();
+
+        let data = app
+        .ok(key, "{ logs(first: 2) { edges { node { operation statusCode success errorMessage } } } }", json!({}))
+        .await;
+        let nodes: Vec<&Value> = data["logs"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|edge| &edge["node"])
+            .collect();
+        // Newest first.
+        assert_eq!(nodes[0]["statusCode"], 400, "{data}");
+        assert_eq!(nodes[0]["errorMessage"], "BAD_USER_INPUT");
+        assert_eq!(nodes[1]["operation"], "consumer");
+        assert_eq!(nodes[1]["statusCode"], 404, "{data}");
+        assert_eq!(nodes[1]["success"], false);
+        assert_eq!(nodes[1]["errorMessage"], "NOT_FOUND");
+    }
+);
