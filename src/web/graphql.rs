@@ -89,6 +89,9 @@ async fn execute(
     media: Media,
     mut entry: Option<&mut LogEntry>,
 ) -> HttpResponse {
+    if let Err(err) = graphql_answer::check_request_type(req) {
+        return error_response(&err, StatusCode::UNSUPPORTED_MEDIA_TYPE, media);
+    }
     if let Some(entry) = &entry
         && let Err(err) = state
             .limits

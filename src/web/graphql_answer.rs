@@ -1,6 +1,7 @@
-//! How a `POST /graphql` answer is encoded (GraphQL over HTTP, "Response"): its media type,
-//! from the caller's `Accept`; its status; and its body, which has no `data` entry when the
-//! request was refused before it ran (GraphQL, "Response Format").
+//! How a `POST /graphql` request and answer are encoded (GraphQL over HTTP): the request's
+//! `Content-Type`; the answer's media type, from the caller's `Accept`; its status; and its
+//! body, which has no `data` entry when the request was refused before it ran (GraphQL,
+//! "Response Format").
 //!
 //! `application/graphql-response+json` answers a refused request with its error's status
 //! (400 for a document that does not parse or validate); the legacy `application/json`
@@ -97,6 +98,28 @@ pub fn body(answer: &BatchResponse) -> serde_json::Result<Vec<u8>> {
         BatchResponse::Batch(responses) => {
             serde_json::to_vec(&responses.iter().map(Wire::from).collect::<Vec<_>>())
         }
+    }
+}
+
+/// A POST's body must say it is JSON in UTF-8 (`application/json`, with no charset or
+/// `charset=utf-8`): GraphQL over HTTP asks servers to refuse a POST without a `Content-Type`,
+/// and refusing the types an HTML form or a "simple" cross-site `fetch` can send keeps such a
+/// request from ever running.
+pub fn check_request_type(req: &HttpRequest) -> crate::error::Result<()> {
+    use actix_web::HttpMessage;
+    let refused = || {
+        crate::error::Error::bad_input("the body must be application/json (Content-Type header)")
+    };
+    let Ok(Some(mime)) = req.mime_type() else {
+        return Err(refused());
+    };
+    let utf8 = mime
+        .get_param(actix_web::mime::CHARSET)
+        .is_none_or(|charset| charset.as_str().eq_ignore_ascii_case("utf-8"));
+    if mime.essence_str().eq_ignore_ascii_case("application/json") && utf8 {
+        Ok(())
+    } else {
+        Err(refused())
     }
 }
 

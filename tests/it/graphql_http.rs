@@ -164,3 +164,53 @@ db_test!(
         assert_eq!(nodes[1]["errorMessage"], "NOT_FOUND");
     }
 );
+
+db_test!(
+    a_body_that_does_not_say_it_is_json_is_refused_unrun,
+    |app| async {
+        let tenant = app.create_tenant("acme").await;
+        let key = tenant.key.as_str();
+        let create = query("mutation { upsertConsumer(input: {consumerId: \"sneaky\"}) { id } }");
+        // What an HTML form or a cross-site "simple" request can send, none, or not UTF-8.
+        for content_type in [
+            Some("text/plain"),
+            Some("application/x-www-form-urlencoded"),
+            Some("multipart/form-data; boundary=x"),
+            Some("application/json; charset=iso-8859-1"),
+            None,
+        ] {
+            let mut request = app
+                .client
+                .post(format!("{}/graphql", app.base))
+                .bearer_auth(key)
+                .body(create.clone());
+            if let Some(content_type) = content_type {
+                request = request.header("content-type", content_type);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "{content_type:?}"
+            );
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(first_code(&body), "BAD_USER_INPUT", "{content_type:?}");
+        }
+        let data = app.ok(key, "{ consumers { totalCount } }", json!({})).await;
+        assert_eq!(data["consumers"]["totalCount"], 0, "nothing ran");
+
+        // JSON with or without its charset runs.
+        for content_type in ["application/json", "application/json; charset=UTF-8"] {
+            let response = app
+                .client
+                .post(format!("{}/graphql", app.base))
+                .bearer_auth(key)
+                .header("content-type", content_type)
+                .body(query("{ viewer { kind } }"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{content_type}");
+        }
+    }
+);
