@@ -214,3 +214,36 @@ db_test!(
         }
     }
 );
+
+db_test!(
+    a_graphql_request_sent_as_get_is_405_naming_post,
+    |app| async {
+        let tenant = app.create_tenant("acme").await;
+        let response = app
+            .client
+            .get(format!("{}/graphql?query=%7Bviewer%7Bkind%7D%7D", app.base))
+            .bearer_auth(&tenant.key)
+            .header("accept", "application/graphql-response+json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(response.headers()["allow"], "POST");
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(GRAPHQL_RESPONSE)
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(first_code(&body), "BAD_USER_INPUT");
+        // Without a query it is GraphiQL's page, as before.
+        let page = app
+            .client
+            .get(format!("{}/graphql", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+    }
+);
