@@ -247,19 +247,29 @@ pub async fn graphiql(state: web::Data<AppState>, req: HttpRequest) -> HttpRespo
 }
 
 /// An object is one request, an array a batch of 1 to `MAX_BATCH`. (async-graphql's own
-/// untagged parsing reads `[]` as a single empty request.)
+/// untagged parsing reads `[]` as a single empty request.) A request without a `query` (or
+/// with an empty one, which async-graphql cannot tell apart) is not a GraphQL request: 400, as
+/// GraphQL over HTTP asks, rather than a parse error inside a 200.
 fn parse_body(body: &[u8]) -> Result<BatchRequest, Error> {
     let not_graphql = || Error::bad_input("the body is not a GraphQL request in JSON");
+    let no_query = || Error::bad_input("a GraphQL request needs a query");
     match body.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') => serde_json::from_slice::<Request>(body)
-            .map(BatchRequest::Single)
-            .map_err(|_| not_graphql()),
+        Some(b'{') => {
+            let request: Request = serde_json::from_slice(body).map_err(|_| not_graphql())?;
+            if request.query.is_empty() {
+                return Err(no_query());
+            }
+            Ok(BatchRequest::Single(request))
+        }
         Some(b'[') => {
             let requests: Vec<Request> = serde_json::from_slice(body).map_err(|_| not_graphql())?;
             if !(1..=MAX_BATCH).contains(&requests.len()) {
                 return Err(Error::bad_input(format!(
                     "a batch holds 1 to {MAX_BATCH} requests"
                 )));
+            }
+            if requests.iter().any(|request| request.query.is_empty()) {
+                return Err(no_query());
             }
             Ok(BatchRequest::Batch(requests))
         }

@@ -76,6 +76,23 @@ db_test!(answers_follow_the_accept_header, |app| async {
         assert_eq!(first_code(&body), "BAD_USER_INPUT", "{body}");
     }
 
+    // Not a GraphQL request at all (no query; not JSON): 400 in either type.
+    for accept in [apollo, "application/json"] {
+        for request in [
+            json!({ "qeury": "{ viewer { kind } }" }).to_string(),
+            "[{}]".into(),
+            "{".into(),
+        ] {
+            let (status, _, body) = post(&app, key, accept, &request).await;
+            assert_eq!(
+                status,
+                StatusCode::BAD_REQUEST,
+                "{accept} {request}: {body}"
+            );
+            assert_eq!(first_code(&body), "BAD_USER_INPUT");
+        }
+    }
+
     // Ran, and a field failed up to the root: `data: null` is present and the status is 200.
     let (status, _, body) = post(
         &app,
