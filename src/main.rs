@@ -138,7 +138,7 @@ async fn main() -> anyhow::Result<()> {
         other => other,
     };
     let mut config = Config::load(cli.config.as_deref())?;
-    keyway::telemetry::init(&config);
+    let _log_output = keyway::telemetry::init(&config);
     match command {
         Command::Serve { listen, no_migrate } => {
             if let Some(listen) = listen {

@@ -318,3 +318,27 @@ fn keys_commands_rotate_report_and_refuse_a_wrong_key() {
     assert!(stderr.contains("wrong key"), "{stderr}");
     assert!(!stderr.contains(&"cd".repeat(32)));
 }
+
+/// Log lines reach a pipe whole, written out before the process exits (they are written by a
+/// thread of their own), and carry no terminal colour codes.
+#[test]
+fn logs_to_a_pipe_are_plain_and_flushed_at_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = keyway(dir.path())
+        .arg("migrate")
+        .env("KEYWAY_LOG_LEVEL", "info")
+        .env("KEYWAY_LOG_FORMAT", "human")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let logged: Vec<&str> = stderr.lines().filter(|l| l.contains(" INFO ")).collect();
+    assert!(
+        !logged.is_empty(),
+        "no INFO line reached the pipe: {stderr}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes in piped logs: {stderr:?}"
+    );
+}
