@@ -12,18 +12,29 @@ use crate::support::{TestApp, first_code};
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
-/// POSTs `body` with `accept` (none when `None`) and returns status, content type and body.
+/// POSTs `body` as JSON with `accept` and returns status, content type and body.
 async fn post(app: &TestApp, key: &str, accept: &str, body: &str) -> (StatusCode, String, Value) {
-    let response = app
+    post_typed(app, key, Some("application/json"), accept, body).await
+}
+
+/// POSTs `body` declared as `content_type` (no header when `None`).
+async fn post_typed(
+    app: &TestApp,
+    key: &str,
+    content_type: Option<&str>,
+    accept: &str,
+    body: &str,
+) -> (StatusCode, String, Value) {
+    let mut request = app
         .client
         .post(format!("{}/graphql", app.base))
         .bearer_auth(key)
-        .header("content-type", "application/json")
         .header("accept", accept)
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap();
+        .body(body.to_owned());
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    let response = request.send().await.unwrap();
     let status = response.status();
     let media = response
         .headers()
@@ -196,21 +207,13 @@ db_test!(
             Some("application/json; charset=iso-8859-1"),
             None,
         ] {
-            let mut request = app
-                .client
-                .post(format!("{}/graphql", app.base))
-                .bearer_auth(key)
-                .body(create.clone());
-            if let Some(content_type) = content_type {
-                request = request.header("content-type", content_type);
-            }
-            let response = request.send().await.unwrap();
+            let (status, _, body) =
+                post_typed(&app, key, content_type, "application/json", &create).await;
             assert_eq!(
-                response.status(),
+                status,
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "{content_type:?}"
             );
-            let body: Value = response.json().await.unwrap();
             assert_eq!(first_code(&body), "BAD_USER_INPUT", "{content_type:?}");
         }
         let data = app.ok(key, "{ consumers { totalCount } }", json!({})).await;
@@ -218,16 +221,15 @@ db_test!(
 
         // JSON with or without its charset runs.
         for content_type in ["application/json", "application/json; charset=UTF-8"] {
-            let response = app
-                .client
-                .post(format!("{}/graphql", app.base))
-                .bearer_auth(key)
-                .header("content-type", content_type)
-                .body(query("{ viewer { kind } }"))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), StatusCode::OK, "{content_type}");
+            let (status, _, body) = post_typed(
+                &app,
+                key,
+                Some(content_type),
+                "application/json",
+                &query("{ viewer { kind } }"),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{content_type}: {body}");
         }
     }
 );
