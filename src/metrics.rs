@@ -37,6 +37,8 @@ pub struct Metrics {
     upstream: Histogram,
     pub request_logs_written: IntCounter,
     pub request_logs_dropped: IntCounter,
+    /// Read from the log writer (`telemetry`) when scraped.
+    log_lines_dropped: IntCounter,
     token_refreshes: IntCounterVec,
     webhook_attempts: IntCounterVec,
     websockets: IntGauge,
@@ -100,6 +102,10 @@ impl Metrics {
             "request_logs_dropped_total",
             "Request log entries lost: the queue was full, or the database kept refusing them.",
         )?;
+        let log_lines_dropped = IntCounter::new(
+            "log_lines_dropped_total",
+            "Log lines dropped because stderr could not keep up (requests are never held up for them).",
+        )?;
         let token_refreshes = IntCounterVec::new(
             Opts::new(
                 "token_refreshes_total",
@@ -137,12 +143,13 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
 
-        let collectors: [Box<dyn Collector>; 11] = [
+        let collectors: [Box<dyn Collector>; 12] = [
             Box::new(requests.clone()),
             Box::new(durations.clone()),
             Box::new(upstream.clone()),
             Box::new(request_logs_written.clone()),
             Box::new(request_logs_dropped.clone()),
+            Box::new(log_lines_dropped.clone()),
             Box::new(token_refreshes.clone()),
             Box::new(webhook_attempts.clone()),
             Box::new(websockets.clone()),
@@ -172,6 +179,7 @@ impl Metrics {
             upstream,
             request_logs_written,
             request_logs_dropped,
+            log_lines_dropped,
             token_refreshes,
             webhook_attempts,
             websockets,
@@ -264,6 +272,9 @@ impl Metrics {
             .with_label_values(&["in_use"])
             .set((i64::from(size) - idle).max(0));
         self.db_max_connections.set(i64::from(max));
+        let dropped = crate::telemetry::log_lines_dropped();
+        self.log_lines_dropped
+            .inc_by(dropped.saturating_sub(self.log_lines_dropped.get()));
 
         let mut families = self.registry.gather();
         families.extend(prometheus::default_registry().gather());

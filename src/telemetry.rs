@@ -7,8 +7,9 @@
 //! go to a terminal, never into a file or a log collector.
 
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 
-use tracing_appender::non_blocking::WorkerGuard;
+use tracing_appender::non_blocking::{ErrorCounter, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{Config, LogFormat};
@@ -21,6 +22,7 @@ pub fn init(config: &Config) -> WorkerGuard {
         .or_else(|_| EnvFilter::try_new(&config.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    let _ = DROPPED.set(writer.error_counter());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
@@ -31,4 +33,14 @@ pub fn init(config: &Config) -> WorkerGuard {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
     guard
+}
+
+/// Lines the writer's thread fell too far behind to take (first subscriber's writer only).
+static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// Log lines dropped since start because stderr could not keep up (`keyway_log_lines_dropped_total`).
+pub fn log_lines_dropped() -> u64 {
+    DROPPED
+        .get()
+        .map_or(0, |counter| counter.dropped_lines() as u64)
 }

@@ -69,6 +69,7 @@ async fn calls_refreshes_and_the_pool_are_counted(backend: Backend) {
     let written = value("keyway_request_logs_written_total").unwrap();
     assert!(written >= 3.0, "{written}");
     assert_eq!(value("keyway_request_logs_dropped_total"), Some(0.0));
+    assert_eq!(value("keyway_log_lines_dropped_total"), Some(0.0));
     let max = app.server().state().config.database_max_connections;
     assert_eq!(
         value("keyway_db_pool_max_connections"),
