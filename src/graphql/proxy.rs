@@ -208,6 +208,7 @@ async fn run(
     let deps = state.deps();
     let id = proxy::resolve(&deps, scope, which).await?;
     entry.connection_id = Some(id);
+    let is_head = method == reqwest::Method::HEAD;
     let call = ProxyCall {
         method,
         path: input.path,
@@ -215,6 +216,7 @@ async fn run(
         headers,
         body,
         rate_limit_wait,
+        forwarded_from: None,
     };
     let forwarded = proxy::forward(&deps, scope, id, call).await?;
     let response = forwarded.response;
@@ -232,7 +234,15 @@ async fn run(
         )));
     }
     let status = i32::from(response.status().as_u16());
+    // The answer's framing is the mutation's own, so the provider's `Content-Length` is left
+    // out, except for HEAD, where it is the answer: the size a GET would have (RFC 9110 §9.3.2).
+    let length = response
+        .headers()
+        .get(reqwest::header::CONTENT_LENGTH)
+        .filter(|_| is_head)
+        .map(|value| (&reqwest::header::CONTENT_LENGTH, value));
     let headers: Vec<HttpHeader> = proxy::headers::inbound(response.headers())
+        .chain(length)
         .map(|(name, value)| HttpHeader {
             name: name.as_str().to_owned(),
             value: String::from_utf8_lossy(value.as_bytes()).into_owned(),

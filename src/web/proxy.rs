@@ -143,6 +143,7 @@ async fn call(
         headers: to_reqwest_headers(req.headers()),
         body,
         rate_limit_wait,
+        forwarded_from: Some(http_version(req.version())),
     };
     let forwarded = match proxy::forward(&state.deps(), scope, id, call).await {
         Err(_) if overflow.load(Ordering::SeqCst) => return Err(too_large(max)),
@@ -160,6 +161,18 @@ async fn call(
     };
     let response = respond(response, req, max).await?;
     Ok((upstream, response))
+}
+
+/// actix's `Version` (http 0.2) as the HTTP client's.
+fn http_version(version: actix_web::http::Version) -> http::Version {
+    use actix_web::http::Version as Actix;
+    match version {
+        Actix::HTTP_09 => http::Version::HTTP_09,
+        Actix::HTTP_10 => http::Version::HTTP_10,
+        Actix::HTTP_2 => http::Version::HTTP_2,
+        Actix::HTTP_3 => http::Version::HTTP_3,
+        _ => http::Version::HTTP_11,
+    }
 }
 
 fn too_large(max: u64) -> Error {

@@ -142,6 +142,7 @@ proxy_test!(
             .header("connection", "x-hop-secret")
             .header("x-hop-secret", "1")
             .header("x-custom", "kept")
+            .header("via", "1.1 edge")
             .header("content-type", "application/json")
             .body(r#"{"name":"Ada"}"#)
             .send()
@@ -176,6 +177,14 @@ proxy_test!(
             assert!(call.header(gone).is_none(), "{gone} reached the provider");
         }
         assert_eq!(call.header("x-custom"), Some("kept"));
+        // A gateway adds its hop to `Via`, after the caller's (RFC 9110 §7.6.3).
+        let via: Vec<&str> = call
+            .headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("via"))
+            .map(|(_, value)| value.as_str())
+            .collect();
+        assert_eq!(via.join(", "), "1.1 edge, 1.1 keyway");
         assert!(
             !format!("{:?}", call.headers).contains(&tenant.key),
             "the key leaked upstream"
@@ -237,6 +246,26 @@ proxy_test!(
         let get = raw_get(&app, &tenant.key, &id, "/big?bytes=1234").await;
         assert_eq!(get.status(), StatusCode::OK);
         assert_eq!(get.bytes().await.unwrap().len(), 1234);
+
+        // The mutation's answer to HEAD lists the length too (a GET's answer carries its body).
+        let body = proxy(
+            &app,
+            &tenant.key,
+            json!({ "connectionId": id, "method": "HEAD", "path": "/big",
+                    "query": [{"name": "bytes", "value": "1234"}] }),
+        )
+        .await;
+        let answer = &body["data"]["proxy"];
+        assert_eq!(answer["status"], 200, "{body}");
+        assert_eq!(answer["body"], "");
+        let lengths: Vec<&Value> = answer["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["name"] == "content-length")
+            .map(|h| &h["value"])
+            .collect();
+        assert_eq!(lengths, [&json!("1234")], "{body}");
     }
 );
 
@@ -265,6 +294,8 @@ proxy_test!(
         assert_eq!(call.header("authorization"), Some("Bearer at-1"));
         assert_eq!(call.header("x-trace"), Some("t1"));
         assert_eq!(call.header("content-type"), Some("application/json"));
+        // Keyway makes this request itself, as a client: it is no hop of an HTTP request.
+        assert_eq!(call.header("via"), None);
 
         let body = proxy(
             &app,
@@ -687,6 +718,12 @@ proxy_test!(
         assert!(!head.contains("transfer-encoding"), "{head}");
         assert!(!head.contains("content-type"), "{head}");
         assert_eq!(body, b"firstsecond");
+        let call = fake.api_requests().pop().unwrap();
+        assert_eq!(
+            call.header("via"),
+            Some("1.0 keyway"),
+            "Via names what came in"
+        );
         let (head, body) = http10_get(&app, &tenant.key, &format!("/proxy/{id}/big?bytes=300000"));
         assert!(head.contains("content-length: 300000"), "{head}");
         assert_eq!(body.len(), 300_000);

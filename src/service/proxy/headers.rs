@@ -3,7 +3,7 @@
 //! Towards the provider: the caller's headers minus its `Authorization`, `Host`, cookies,
 //! hop-by-hop headers (RFC 9110 §7.6.1, plus whatever `Connection` names), forwarding headers,
 //! Keyway's own `Keyway-…` headers and whatever header the credential travels in; then the
-//! catalog's fixed headers and the credential. Back to the caller: the provider's headers
+//! catalog's fixed headers, `Via` (raw route) and the credential. Back to the caller: the provider's headers
 //! minus hop-by-hop ones and cookies.
 
 use std::collections::BTreeMap;
@@ -97,6 +97,19 @@ pub fn outbound(caller: &HeaderMap, provider: &Provider) -> HeaderMap {
         }
     }
     out
+}
+
+/// This hop's entry in `Via` (RFC 9110 §7.6.3: a gateway adds one to every request it
+/// forwards): the version of the request Keyway received, and a pseudonym rather than its host
+/// name. Appended after the caller's own entries, as a list field's later line.
+pub fn via(received: http::Version) -> HeaderValue {
+    HeaderValue::from_static(match received {
+        http::Version::HTTP_09 => "0.9 keyway",
+        http::Version::HTTP_10 => "1.0 keyway",
+        http::Version::HTTP_2 => "2 keyway",
+        http::Version::HTTP_3 => "3 keyway",
+        _ => "1.1 keyway",
+    })
 }
 
 /// The provider's headers that may go back to the caller, as they come (no copy: the raw

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use entity::connection::Model;
 use reqwest::Method;
-use reqwest::header::{HeaderMap, HeaderValue, USER_AGENT};
+use reqwest::header::{HeaderMap, HeaderValue, USER_AGENT, VIA};
 use uuid::Uuid;
 
 pub use cache::CredentialCache;
@@ -114,6 +114,9 @@ pub struct ProxyCall {
     /// How long the caller is willing to wait out a 429 (`rate_limit::allowed_wait`); zero:
     /// the 429 is the answer.
     pub rate_limit_wait: Duration,
+    /// The HTTP version of the caller's request when Keyway forwards it as a gateway (the raw
+    /// route), which `Via` records; none when Keyway makes the request itself (the mutation).
+    pub forwarded_from: Option<http::Version>,
 }
 
 pub struct Forwarded {
@@ -168,8 +171,12 @@ pub async fn forward(
         headers,
         body,
         rate_limit_wait,
+        forwarded_from,
     } = call;
     let mut outbound = headers::outbound(&headers, &target.provider);
+    if let Some(version) = forwarded_from {
+        outbound.append(VIA, headers::via(version));
+    }
     outbound
         .entry(USER_AGENT)
         .or_insert(HeaderValue::from_static(crate::upstream::USER_AGENT));
