@@ -3,8 +3,8 @@
 //! Towards the provider: the caller's headers minus its `Authorization`, `Host`, cookies,
 //! hop-by-hop headers (RFC 9110 §7.6.1, plus whatever `Connection` names), forwarding headers,
 //! Keyway's own `Keyway-…` headers and whatever header the credential travels in; then the
-//! catalog's fixed headers, `Via` (raw route) and the credential. Back to the caller: the provider's headers
-//! minus hop-by-hop ones and cookies.
+//! catalog's fixed headers, `Via` (raw route) and the credential. Back to the caller: the
+//! provider's headers minus hop-by-hop ones and cookies.
 
 use std::collections::BTreeMap;
 
