@@ -9,17 +9,21 @@
 #   bench/proxy_ab.sh OLD_BINARY NEW_BINARY     # ROUNDS=4 DURATION=5s
 #   A_ENV='KEYWAY_HTTP_WORKERS=2' B_ENV='KEYWAY_HTTP_WORKERS=1' bench/proxy_ab.sh BIN BIN
 #                                               # one binary, two settings (each side's server env)
+#   B_DATA_ROOT=/dev/shm bench/proxy_ab.sh BIN BIN  # one binary, B's SQLite store on another disk
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A=$(realpath "$1"); B=$(realpath "$2"); ROUNDS=${ROUNDS:-4}; DURATION=${DURATION:-5s}
 A_ENV=${A_ENV:-}; B_ENV=${B_ENV:-}
+A_DATA_ROOT=${A_DATA_ROOT:-}; B_DATA_ROOT=${B_DATA_ROOT:-}
 # Two copies of one build with one setting would "measure" noise as a difference (see the
 # README on shared target directories).
-if [ "$A_ENV" = "$B_ENV" ] && cmp -s "$A" "$B"; then echo "proxy_ab: $1 and $2 are the same binary" >&2; exit 1; fi
+if [ "$A_ENV" = "$B_ENV" ] && [ "$A_DATA_ROOT" = "$B_DATA_ROOT" ] && cmp -s "$A" "$B"; then echo "proxy_ab: $1 and $2 are the same binary" >&2; exit 1; fi
 UP=${UPSTREAM_PORT:-18191}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx >/dev/null; }
 WORK=$(mktemp -d)
+# Each side's data directory (its SQLite store): under the work directory unless a root is given.
+A_DIR=$(mktemp -d "${A_DATA_ROOT:-$WORK}/a.XXXX"); B_DIR=$(mktemp -d "${B_DATA_ROOT:-$WORK}/b.XXXX")
 cat >"$WORK/nginx.conf" <<CONF
 worker_processes $(nproc);
 pid $WORK/nginx.pid;
@@ -37,7 +41,7 @@ http {
 CONF
 nginx -c "$WORK/nginx.conf"
 export KEYWAY_ALLOWED_PRIVATE_HOSTS="127.0.0.1:$UP"
-trap 'pkill -f "serve --listen 127.0.0.1:1820[12]"; nginx -c "$WORK/nginx.conf" -s stop; rm -rf "$WORK"' EXIT
+trap 'pkill -f "serve --listen 127.0.0.1:1820[12]"; nginx -c "$WORK/nginx.conf" -s stop; rm -rf "$WORK" "$A_DIR" "$B_DIR"' EXIT
 setup() { # bin port dir env -> prints url key
   local bin=$1 port=$2 dir=$3 settings=$4
   rm -rf "$dir"; mkdir -p "$dir"
@@ -62,8 +66,8 @@ PY
   local id; id=$(gq "$key" '{"query":"mutation { createConnection(input: {consumerId: \"bench\", serviceId: \"benchapi\", credentials: {fields: {api_key: \"upstream-key\"}}}) { id } }"}' | python3 -c 'import sys,json; print(json.load(sys.stdin)["data"]["createConnection"]["id"])')
   echo "http://127.0.0.1:$port/proxy/$id/items $key"
 }
-read UA KA <<<"$(setup "$A" 18201 "$WORK/a" "$A_ENV")"
-read UB KB <<<"$(setup "$B" 18202 "$WORK/b" "$B_ENV")"
+read UA KA <<<"$(setup "$A" 18201 "$A_DIR" "$A_ENV")"
+read UB KB <<<"$(setup "$B" 18202 "$B_DIR" "$B_ENV")"
 curl -sf -H "authorization: Bearer $KA" "$UA" | grep -q Lovelace
 curl -sf -H "authorization: Bearer $KB" "$UB" | grep -q Lovelace
 for u in "$UA $KA" "$UB $KB"; do set -- $u; TOKEN=$2 wrk -t2 -c32 -d2s -s bench/http.lua "$1" >/dev/null; done
