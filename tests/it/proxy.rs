@@ -1445,6 +1445,52 @@ proxy_test!(
 );
 
 proxy_test!(
+    a_call_whose_caller_hangs_up_is_still_logged,
+    |_| {},
+    |app, fake, tenant, id| async {
+        // The caller gives up before the provider answers; the provider did receive the call
+        // (and may have acted on it), so its row must exist all the same, with what the
+        // provider answered. A server that cancelled the handler on hang-up would lose it.
+        let impatient = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_millis(300))
+            .build()
+            .unwrap();
+        let raw = impatient
+            .get(raw_url(&app, &id, "/slow?ms=1500"))
+            .bearer_auth(&tenant.key)
+            .send()
+            .await;
+        assert!(raw.is_err(), "the caller should have timed out");
+        let mutation = impatient
+            .post(format!("{}/graphql", app.base))
+            .bearer_auth(&tenant.key)
+            .json(&json!({ "query": PROXY, "variables": { "i": { "connectionId": id, "path": "/slow", "query": [{"name": "ms", "value": "1500"}] } } }))
+            .send()
+            .await;
+        assert!(mutation.is_err(), "the caller should have timed out");
+        // Past the provider's answers.
+        tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+        flush_logs(&app).await;
+        let data = app
+            .ok(&tenant.key, "{ logs(first: 50, filter: {apiStyle: PROXY}) { edges { node { path statusCode latencyMs } } } }", json!({}))
+            .await;
+        let rows: Vec<&Value> = data["logs"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| &e["node"])
+            .filter(|n| n["path"] == "/slow")
+            .collect();
+        assert_eq!(rows.len(), 2, "one row per call: {data}");
+        for row in rows {
+            assert_eq!(row["statusCode"], 200, "{row}");
+            assert!(row["latencyMs"].as_f64().unwrap() >= 1500.0, "{row}");
+        }
+        let _ = fake;
+    }
+);
+
+proxy_test!(
     the_background_writer_stores_calls_without_being_asked,
     |_| {},
     |app, fake, tenant, id| async {
