@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::db_test;
-use crate::support::{TestApp, first_code};
+use crate::support::{TestApp, first_code, nodes};
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
@@ -177,12 +177,7 @@ db_test!(
         let data = app
         .ok(key, "{ logs(first: 2) { edges { node { operation statusCode success errorMessage } } } }", json!({}))
         .await;
-        let nodes: Vec<&Value> = data["logs"]["edges"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|edge| &edge["node"])
-            .collect();
+        let nodes = nodes(&data, "logs");
         // Newest first.
         assert_eq!(nodes[0]["statusCode"], 400, "{data}");
         assert_eq!(nodes[0]["errorMessage"], "BAD_USER_INPUT");

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::fake_provider::FakeProvider;
 use crate::oauth::setup_with;
 use crate::refresh::connected;
-use crate::support::{Backend, Tenant, TestApp, first_code};
+use crate::support::{Backend, Tenant, TestApp, first_code, nodes};
 
 const PROXY: &str = "mutation($i: ProxyInput!) { proxy(input: $i) { status headers { name value } body bodyEncoding json connectionId } }";
 
@@ -1343,12 +1343,7 @@ proxy_test!(
         let data = app
             .ok(&tenant.key, "{ logs(first: 50) { edges { node { apiStyle operation httpMethod path statusCode success serviceId unifiedApi consumerId connectionId latencyMs durationMs errorMessage baseUrl requestId sourceIp } } } }", json!({}))
             .await;
-        let nodes: Vec<&Value> = data["logs"]["edges"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| &e["node"])
-            .collect();
+        let nodes = nodes(&data, "logs");
         // Newest first: the credentials read, the raw call, the mutation's GraphQL request and
         // the proxy call inside it (setup calls come after).
         let proxied: Vec<&&Value> = nodes.iter().filter(|n| n["apiStyle"] == "PROXY").collect();
@@ -1474,11 +1469,8 @@ proxy_test!(
         let data = app
             .ok(&tenant.key, "{ logs(first: 50, filter: {apiStyle: PROXY}) { edges { node { path statusCode latencyMs } } } }", json!({}))
             .await;
-        let rows: Vec<&Value> = data["logs"]["edges"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| &e["node"])
+        let rows: Vec<&Value> = nodes(&data, "logs")
+            .into_iter()
             .filter(|n| n["path"] == "/slow")
             .collect();
         assert_eq!(rows.len(), 2, "one row per call: {data}");

@@ -338,6 +338,16 @@ pub fn first_code(body: &Value) -> String {
         .to_owned()
 }
 
+/// The nodes of the Relay connection `data[field]`, in its order.
+pub fn nodes<'a>(data: &'a Value, field: &str) -> Vec<&'a Value> {
+    data[field]["edges"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {field} edges in {data}"))
+        .iter()
+        .map(|edge| &edge["node"])
+        .collect()
+}
+
 /// A database of its own on the configured PostgreSQL server.
 pub struct PgDatabase {
     admin_url: String,
