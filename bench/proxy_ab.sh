@@ -9,7 +9,7 @@
 #   bench/proxy_ab.sh OLD_BINARY NEW_BINARY     # ROUNDS=4 DURATION=5s
 #   A_ENV='KEYWAY_HTTP_WORKERS=2' B_ENV='KEYWAY_HTTP_WORKERS=1' bench/proxy_ab.sh BIN BIN
 #                                               # one binary, two settings (each side's server env)
-#   B_DATA_ROOT=/dev/shm bench/proxy_ab.sh BIN BIN  # one binary, B's SQLite store on another disk
+#   B_DATA_ROOT=/dev/shm bench/proxy_ab.sh BIN BIN  # one binary, B's SQLite store in memory
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A=$(realpath "$1"); B=$(realpath "$2"); ROUNDS=${ROUNDS:-4}; DURATION=${DURATION:-5s}

@@ -1463,18 +1463,24 @@ proxy_test!(
             .send()
             .await;
         assert!(mutation.is_err(), "the caller should have timed out");
-        // Past the provider's answers.
-        tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
-        flush_logs(&app).await;
-        let data = app
-            .ok(&tenant.key, "{ logs(first: 50, filter: {apiStyle: PROXY}) { edges { node { path statusCode latencyMs } } } }", json!({}))
-            .await;
-        let rows: Vec<&Value> = nodes(&data, "logs")
-            .into_iter()
-            .filter(|n| n["path"] == "/slow")
-            .collect();
-        assert_eq!(rows.len(), 2, "one row per call: {data}");
-        for row in rows {
+        // The rows are queued once the provider's answers are in, about 1.2 s from now.
+        let query = "{ logs(first: 50, filter: {apiStyle: PROXY}) { edges { node { path statusCode latencyMs } } } }";
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        let rows = loop {
+            flush_logs(&app).await;
+            let data = app.ok(&tenant.key, query, json!({})).await;
+            let rows: Vec<Value> = nodes(&data, "logs")
+                .into_iter()
+                .filter(|n| n["path"] == "/slow")
+                .cloned()
+                .collect();
+            if rows.len() >= 2 || std::time::Instant::now() > deadline {
+                break rows;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        assert_eq!(rows.len(), 2, "one row per call: {rows:?}");
+        for row in &rows {
             assert_eq!(row["statusCode"], 200, "{row}");
             assert!(row["latencyMs"].as_f64().unwrap() >= 1500.0, "{row}");
         }
