@@ -17,6 +17,11 @@ pub enum Error {
     BadInput(String),
     /// A body over its limit: `BAD_USER_INPUT`, HTTP 413.
     TooLarge(String),
+    /// A method the route never takes: `BAD_USER_INPUT`, HTTP 405 with `Allow`.
+    MethodNotAllowed {
+        why: &'static str,
+        allow: &'static str,
+    },
     Conflict(String),
     RateLimited {
         retry_after_secs: u64,
@@ -44,7 +49,7 @@ impl Error {
     pub fn message(&self) -> String {
         match self {
             Error::Unauthenticated => "authentication required".into(),
-            Error::Forbidden(why) => (*why).into(),
+            Error::Forbidden(why) | Error::MethodNotAllowed { why, .. } => (*why).into(),
             Error::NotFound => "not found".into(),
             Error::BadInput(why)
             | Error::TooLarge(why)
@@ -72,7 +77,9 @@ impl Error {
             Error::Unauthenticated => "UNAUTHENTICATED",
             Error::Forbidden(_) => "FORBIDDEN",
             Error::NotFound => "NOT_FOUND",
-            Error::BadInput(_) | Error::TooLarge(_) => "BAD_USER_INPUT",
+            Error::BadInput(_) | Error::TooLarge(_) | Error::MethodNotAllowed { .. } => {
+                "BAD_USER_INPUT"
+            }
             Error::Conflict(_) => "CONFLICT",
             Error::RateLimited { .. } => "RATE_LIMITED",
             Error::Upstream(_) | Error::UpstreamTimeout(_) => "UPSTREAM_ERROR",
@@ -87,6 +94,7 @@ impl Error {
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::BadInput(_) => StatusCode::BAD_REQUEST,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -145,6 +153,9 @@ impl Error {
         }
         if let Error::Unauthenticated = self {
             response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if let Error::MethodNotAllowed { allow, .. } = self {
+            response.insert_header(("Allow", *allow));
         }
         response.json(serde_json::json!({
             "error": { "code": self.code(), "message": self.message() }

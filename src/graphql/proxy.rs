@@ -31,7 +31,8 @@ pub struct ProxyInput {
     pub connection_id: Option<ID>,
     pub consumer_id: Option<String>,
     pub service_id: Option<String>,
-    /// `GET` when not given.
+    /// One of `GET`, `HEAD`, `POST`, `PUT`, `PATCH`, `DELETE`, `OPTIONS`, in any case; `GET`
+    /// when not given.
     pub method: Option<String>,
     /// Relative to the provider's base URL (`/contacts/42`); no query string.
     pub path: String,
@@ -137,23 +138,7 @@ async fn run(
             ));
         }
     };
-    let method = reqwest::Method::from_bytes(entry.http_method.as_bytes())
-        .ok()
-        .filter(|m| {
-            [
-                reqwest::Method::GET,
-                reqwest::Method::POST,
-                reqwest::Method::PUT,
-                reqwest::Method::PATCH,
-                reqwest::Method::DELETE,
-                reqwest::Method::HEAD,
-                reqwest::Method::OPTIONS,
-            ]
-            .contains(m)
-        })
-        .ok_or_else(|| {
-            Error::bad_input("method must be GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS")
-        })?;
+    let method = proxy::method::listed(&entry.http_method)?;
     let mut headers = reqwest::header::HeaderMap::new();
     for header in input.headers.unwrap_or_default() {
         let name = reqwest::header::HeaderName::from_bytes(header.name.as_bytes())

@@ -100,7 +100,8 @@ async fn call(
     id: Uuid,
     path: String,
 ) -> Result<(Upstream, HttpResponse)> {
-    // Refused before it counts against the plan, as the mutation's arguments are.
+    // Refused before they count against the plan, as the mutation's arguments are.
+    let method = proxy::method::forwarded(req.method().as_str())?;
     let rate_limit_wait = proxy::rate_limit::wait_from_header(
         &state.config,
         req.headers().get(&WAIT_HEADER).map(|v| v.as_bytes()),
@@ -110,8 +111,6 @@ async fn call(
         .count_request(&state.db, scope.application_id())
         .await?;
     let max = state.config.proxy_max_body_bytes;
-    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
-        .map_err(|_| Error::bad_input("unsupported method"))?;
     let length = declared_length(
         req.headers()
             .get(actix_web::http::header::CONTENT_LENGTH)

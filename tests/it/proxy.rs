@@ -95,20 +95,25 @@ fn raw_url(app: &TestApp, id: &str, rest: &str) -> String {
 /// Sends a request line exactly as written (HTTP clients normalise `..` away) and returns the
 /// status code.
 fn raw_status(app: &TestApp, key: &str, target: &str) -> u16 {
+    raw_answer(app, key, "GET", target)
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status in the answer to {target}"))
+}
+
+/// The whole answer to `{method} {target}`, sent as written.
+fn raw_answer(app: &TestApp, key: &str, method: &str, target: &str) -> String {
     let addr = app.base.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     write!(
         stream,
-        "GET {target} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
     answer
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {answer:?}"))
 }
 
 async fn proxy(app: &TestApp, key: &str, input: Value) -> Value {
@@ -405,6 +410,42 @@ proxy_test!(
         let call = fake.api_requests().pop().unwrap();
         assert_eq!(call.path, "/api/users/a@evil.example:80/x");
         assert_eq!(call.header("host"), Some(fake.host().as_str()));
+    }
+);
+
+proxy_test!(
+    trace_and_connect_never_reach_the_provider,
+    |_| {},
+    |app, fake, tenant, id| async {
+        // A TRACE answer echoes the request, so the injected credential would come back to
+        // the caller (RFC 9110 §9.3.8); CONNECT asks for a tunnel. Both: 405 with `Allow`.
+        for method in ["TRACE", "CONNECT"] {
+            let answer = raw_answer(&app, &tenant.key, method, &format!("/proxy/{id}/contacts"));
+            let head = answer.to_ascii_lowercase();
+            assert!(head.starts_with("http/1.1 405"), "{method}: {answer}");
+            assert!(
+                head.contains("\r\nallow: get, head, post, put, patch, delete, options\r\n"),
+                "{method}: {answer}"
+            );
+            assert!(answer.contains("BAD_USER_INPUT"), "{method}: {answer}");
+        }
+        let answer = proxy(
+            &app,
+            &tenant.key,
+            json!({ "connectionId": id, "method": "trace", "path": "/contacts" }),
+        )
+        .await;
+        assert_eq!(first_code(&answer), "BAD_USER_INPUT", "{answer}");
+        assert!(fake.api_requests().is_empty(), "the provider was called");
+        // An extension method is passed on as it came.
+        let answer = raw_answer(
+            &app,
+            &tenant.key,
+            "PROPFIND",
+            &format!("/proxy/{id}/contacts"),
+        );
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains(r#""method":"PROPFIND""#), "{answer}");
     }
 );
 

@@ -12,6 +12,7 @@
 
 pub mod cache;
 pub mod headers;
+pub mod method;
 pub mod rate_limit;
 pub mod response;
 pub mod url;
