@@ -1568,6 +1568,14 @@ proxy_test!(
             .await
             .unwrap();
         assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+        let trace = app
+            .client
+            .request(reqwest::Method::TRACE, raw_url(&app, &id, "/me"))
+            .bearer_auth(&tenant.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(trace.status(), StatusCode::METHOD_NOT_ALLOWED);
         let mut statuses = Vec::new();
         for _ in 0..3 {
             let response = raw_get(&app, &tenant.key, &id, "/me").await;
