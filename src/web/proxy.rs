@@ -59,12 +59,8 @@ pub async fn proxy(
     entry.request_id = crate::web::request_id::of(&req);
     entry.source_ip = crate::web::peer_ip(&req);
 
-    let outcome = call(&state, &req, payload, &scope, id, path).await;
-    let response = match outcome {
-        Ok((upstream, response)) => {
-            describe(&mut entry, &upstream);
-            response
-        }
+    let response = match call(&state, &req, payload, &scope, id, path, &mut entry).await {
+        Ok(response) => response,
         Err(err) => {
             entry.error_message = Some(err.message());
             err.to_http()
@@ -78,20 +74,25 @@ pub async fn proxy(
 
 /// What the log says about the provider's side of a call.
 pub fn describe(entry: &mut LogEntry, upstream: &Upstream) {
-    let target = &upstream.target;
+    label(entry, &upstream.target);
     entry.latency = Some(upstream.latency);
-    let labels = &target.labels;
-    entry.base_url = Some(labels.base_url.clone());
-    entry.service_id = Some(labels.service_id.clone());
-    entry.unified_api = Some(labels.unified_api.clone());
-    entry.consumer_id = Some(labels.consumer_id.clone());
-    entry.sandbox = target.sandbox();
     let status = upstream.status;
     if !status.is_success() && !status.is_redirection() {
         entry.error_message = status.canonical_reason().map(str::to_owned);
     }
 }
 
+/// What the log says about the connection a call was for.
+fn label(entry: &mut LogEntry, target: &proxy::Target) {
+    let labels = &target.labels;
+    entry.base_url = Some(labels.base_url.clone());
+    entry.service_id = Some(labels.service_id.clone());
+    entry.unified_api = Some(labels.unified_api.clone());
+    entry.consumer_id = Some(labels.consumer_id.clone());
+    entry.sandbox = target.sandbox();
+}
+
+/// The call, described in `entry` as far as it got.
 async fn call(
     state: &AppState,
     req: &HttpRequest,
@@ -99,17 +100,28 @@ async fn call(
     scope: &crate::auth::AppScope,
     id: Uuid,
     path: String,
-) -> Result<(Upstream, HttpResponse)> {
+    entry: &mut LogEntry,
+) -> Result<HttpResponse> {
     // Refused before they count against the plan, as the mutation's arguments are.
     let method = proxy::method::forwarded(req.method().as_str())?;
     let rate_limit_wait = proxy::rate_limit::wait_from_header(
         &state.config,
         req.headers().get(&WAIT_HEADER).map(|v| v.as_bytes()),
     )?;
+    let mut headers = to_reqwest_headers(req.headers());
+    let hop = proxy::max_forwards::apply(&method, &mut headers)?;
     state
         .limits
         .count_request(&state.db, scope.application_id())
         .await?;
+    if hop == proxy::max_forwards::Hop::AnswerHere {
+        // Answered as the final recipient would (RFC 9110 §9.3.7): what the route supports.
+        let target = proxy::target(&state.deps(), scope, id).await?;
+        label(entry, &target);
+        return Ok(HttpResponse::Ok()
+            .insert_header(("Allow", proxy::method::ALLOWED))
+            .finish());
+    }
     let max = state.config.proxy_max_body_bytes;
     let length = declared_length(
         req.headers()
@@ -139,7 +151,7 @@ async fn call(
         method,
         path,
         query: req.uri().query().map(str::to_owned),
-        headers: to_reqwest_headers(req.headers()),
+        headers,
         body,
         rate_limit_wait,
         forwarded_from: Some(http_version(req.version())),
@@ -153,13 +165,15 @@ async fn call(
         target,
         latency,
     } = forwarded;
-    let upstream = Upstream {
-        target,
-        latency,
-        status: response.status(),
-    };
-    let response = respond(response, req, max).await?;
-    Ok((upstream, response))
+    describe(
+        entry,
+        &Upstream {
+            target,
+            latency,
+            status: response.status(),
+        },
+    );
+    respond(response, req, max).await
 }
 
 /// actix's `Version` (http 0.2) as the HTTP client's.

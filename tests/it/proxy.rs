@@ -450,6 +450,67 @@ proxy_test!(
 );
 
 proxy_test!(
+    max_forwards_is_decremented_and_answered_at_zero,
+    |_| {},
+    |app, fake, tenant, id| async {
+        let options = |rest: &str, max_forwards: &str| {
+            app.client
+                .request(reqwest::Method::OPTIONS, raw_url(&app, &id, rest))
+                .bearer_auth(&tenant.key)
+                .header("max-forwards", max_forwards)
+                .send()
+        };
+        // At zero Keyway is the final recipient (RFC 9110 §7.6.2): it answers, the provider
+        // hears nothing.
+        let response = options("/here", "0").await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()["allow"],
+            "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+        );
+        assert_eq!(response.headers()["content-length"], "0");
+        assert!(response.bytes().await.unwrap().is_empty());
+        // Not a number: refused, not passed on.
+        let response = options("/malformed", "two").await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "BAD_USER_INPUT", "{body}");
+        assert!(fake.api_requests().is_empty(), "the provider was called");
+
+        // Above zero it goes on, one less; other methods' values pass as they came.
+        let response = options("/there", "5").await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let get = app
+            .client
+            .get(raw_url(&app, &id, "/contacts"))
+            .bearer_auth(&tenant.key)
+            .header("max-forwards", "0")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(get.status(), StatusCode::OK);
+        let seen = fake.api_requests();
+        let paths: Vec<_> = seen.iter().map(|r| r.path.as_str()).collect();
+        assert_eq!(paths, ["/api/there", "/api/contacts"]);
+        assert_eq!(seen[0].method, "OPTIONS");
+        assert_eq!(seen[0].header("max-forwards"), Some("4"));
+        assert_eq!(seen[1].header("max-forwards"), Some("0"));
+
+        // The answered call is logged as the route's own answer: no provider latency.
+        flush_logs(&app).await;
+        let query = r#"{ logs(first: 50, filter: {apiStyle: PROXY}) { edges { node { path statusCode latencyMs consumerId } } } }"#;
+        let data = app.ok(&tenant.key, query, json!({})).await;
+        let rows = nodes(&data, "logs");
+        let here = rows.iter().find(|r| r["path"] == "/here").expect("no row");
+        assert_eq!(here["statusCode"], 200, "{here}");
+        assert!(here["latencyMs"].is_null(), "{here}");
+        assert!(here["consumerId"].is_string(), "{here}");
+        let there = rows.iter().find(|r| r["path"] == "/there").expect("no row");
+        assert!(there["latencyMs"].is_number(), "{there}");
+    }
+);
+
+proxy_test!(
     redirects_are_returned_not_followed,
     |_| {},
     |app, fake, tenant, id| async {

@@ -12,6 +12,7 @@
 
 pub mod cache;
 pub mod headers;
+pub mod max_forwards;
 pub mod method;
 pub mod rate_limit;
 pub mod response;
@@ -279,12 +280,14 @@ fn upstream_error(err: &SendError) -> Error {
     Error::Upstream(text.into())
 }
 
-/// The target from the cache, or loaded and cached.
+/// The target from the cache, or loaded and cached: where a call would go, with every check
+/// of the connection's state passed (the raw route also answers `OPTIONS` with
+/// `Max-Forwards: 0` on it, without calling).
 ///
 /// Loading (and refreshing, in `forward`) is boxed: their database futures are large, and
 /// held inline they made every call's future 24 KB, which actix moves into a box on every
 /// request, and which the cached path never needs.
-async fn target(deps: &Deps<'_>, scope: &AppScope, id: Uuid) -> Result<Arc<Target>> {
+pub async fn target(deps: &Deps<'_>, scope: &AppScope, id: Uuid) -> Result<Arc<Target>> {
     if let Some(cached) = deps.cache.get(id)
         && connections::visible(scope, &cached.connection)
     {
