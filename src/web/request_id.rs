@@ -1,4 +1,6 @@
-//! A request id on every log line of a request, echoed in `x-request-id`.
+//! A request id on every log line of a request, echoed in `keyway-request-id` on every answer,
+//! and in `x-request-id` unless the answer already has one: a provider's answer passed back
+//! through the raw proxy keeps the provider's own id there, which its support desk asks for.
 //!
 //! Only the matched route pattern is logged, never the raw path or query: those can carry
 //! OAuth codes, state values or session tokens.
@@ -11,7 +13,10 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use tracing::Instrument;
 
+/// The conventional header: a caller's id is read from it, and answered in it.
 pub const HEADER: &str = "x-request-id";
+/// Keyway's id on every answer, whatever the provider put in `x-request-id`.
+pub const KEYWAY_HEADER: &str = "keyway-request-id";
 
 /// The id, for handlers that record it (request logs).
 #[derive(Clone)]
@@ -50,9 +55,12 @@ pub async fn middleware(
         });
     }
     if let Ok(value) = HeaderValue::from_str(&id) {
-        response
-            .headers_mut()
-            .insert(HeaderName::from_static(HEADER), value);
+        let headers = response.headers_mut();
+        let conventional = HeaderName::from_static(HEADER);
+        if !headers.contains_key(&conventional) {
+            headers.insert(conventional, value.clone());
+        }
+        headers.insert(HeaderName::from_static(KEYWAY_HEADER), value);
     }
     Ok(response)
 }

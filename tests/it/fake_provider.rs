@@ -326,6 +326,13 @@ async fn api(
             return HttpResponse::Ok().body(vec![b'x'; n]);
         }
         "/api/binary" => return HttpResponse::Ok().body(vec![0xff_u8, 0xfe, 0x00, 0x01]),
+        // The provider's own request id, as many APIs send one.
+        "/api/traced" => {
+            return HttpResponse::Ok()
+                .insert_header(("x-request-id", "provider-trace-7"))
+                .insert_header(("keyway-request-id", "forged"))
+                .finish();
+        }
         _ => {}
     }
     let bearer = request

@@ -203,6 +203,7 @@ proxy_test!(
         assert_eq!(by_uuid.status(), StatusCode::OK);
         let generated = by_uuid.headers()["x-request-id"].to_str().unwrap();
         assert!(generated.len() == 32 && generated.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(by_uuid.headers()["keyway-request-id"], generated);
 
         // Without a secret key: 401, and nothing reaches the provider.
         let anonymous = app
@@ -446,6 +447,39 @@ proxy_test!(
         );
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(answer.contains(r#""method":"PROPFIND""#), "{answer}");
+    }
+);
+
+proxy_test!(
+    the_providers_request_id_reaches_the_caller,
+    |_| {},
+    |app, _fake, tenant, id| async {
+        // A provider's own `x-request-id` reaches the caller untouched; Keyway's id is in
+        // `keyway-request-id` (never the provider's), and the call's log row carries it.
+        let traced = raw_get(&app, &tenant.key, &id, "/traced").await;
+        assert_eq!(traced.headers()["x-request-id"], "provider-trace-7");
+        let ours = traced.headers()["keyway-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            ours.len() == 32 && ours.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{ours}"
+        );
+        assert_eq!(
+            traced.headers().get_all("keyway-request-id").iter().count(),
+            1
+        );
+        flush_logs(&app).await;
+        let data = app
+            .ok(&tenant.key, "{ logs(first: 50, filter: {apiStyle: PROXY}) { edges { node { path requestId } } } }", json!({}))
+            .await;
+        let row = nodes(&data, "logs")
+            .into_iter()
+            .find(|r| r["path"] == "/traced")
+            .expect("no row for /traced")
+            .clone();
+        assert_eq!(row["requestId"], ours.as_str(), "{row}");
     }
 );
 
@@ -1417,8 +1451,7 @@ proxy_test!(
     |_| {},
     |app, fake, tenant, id| async {
         proxy(&app, &tenant.key, json!({ "connectionId": id, "path": "/contacts", "query": [{"name": "token", "value": "q-secret"}] })).await;
-        // The raw route keeps its own request id (it runs without the middleware): the caller's
-        // is echoed and logged.
+        // A caller's plain request id is Keyway's for the call: echoed and logged.
         let raw = app
             .client
             .get(raw_url(&app, &id, "/limited?api_key=q-secret-2"))

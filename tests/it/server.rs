@@ -26,6 +26,7 @@ db_test!(probes_and_request_ids, |app| async {
         .await
         .unwrap();
     assert_eq!(response.headers()["x-request-id"], "trace-123");
+    assert_eq!(response.headers()["keyway-request-id"], "trace-123");
     let response = app
         .client
         .get(format!("{}/nope", app.base))
