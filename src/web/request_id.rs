@@ -13,10 +13,11 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use tracing::Instrument;
 
-/// The conventional header: a caller's id is read from it, and answered in it.
-pub const HEADER: &str = "x-request-id";
+/// The conventional header: a caller's id is read from it, and answered in it. (Both names are
+/// made once: a name given as text is parsed at every lookup.)
+const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 /// Keyway's id on every answer, whatever the provider put in `x-request-id`.
-pub const KEYWAY_HEADER: &str = "keyway-request-id";
+const KEYWAY_HEADER: HeaderName = HeaderName::from_static("keyway-request-id");
 
 /// The id, for handlers that record it (request logs).
 #[derive(Clone)]
@@ -56,11 +57,10 @@ pub async fn middleware(
     }
     if let Ok(value) = HeaderValue::from_str(&id) {
         let headers = response.headers_mut();
-        let conventional = HeaderName::from_static(HEADER);
-        if !headers.contains_key(&conventional) {
-            headers.insert(conventional, value.clone());
+        if !headers.contains_key(&HEADER) {
+            headers.insert(HEADER, value.clone());
         }
-        headers.insert(HeaderName::from_static(KEYWAY_HEADER), value);
+        headers.insert(KEYWAY_HEADER, value);
     }
     Ok(response)
 }
@@ -90,7 +90,7 @@ fn new_id() -> String {
 
 /// A caller's own id is kept when it is short and plain, so traces join up across services.
 fn incoming_id(req: &ServiceRequest) -> Option<String> {
-    let value = req.headers().get(HEADER)?.to_str().ok()?;
+    let value = req.headers().get(&HEADER)?.to_str().ok()?;
     let plain = !value.is_empty()
         && value.len() <= 64
         && value
