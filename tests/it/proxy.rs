@@ -792,6 +792,17 @@ proxy_test!(
         assert_eq!(response.bytes().await.unwrap().len(), 290_000);
         let response = raw_get(&app, &tenant.key, &id, "/big?bytes=400000").await;
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        // The provider did answer: its row says whose connection it was, and how long it took.
+        flush_logs(&app).await;
+        let query = "{ logs(first: 50, filter: {apiStyle: PROXY}) { edges { node { path statusCode latencyMs consumerId } } } }";
+        let data = app.ok(&tenant.key, query, json!({})).await;
+        let refused = nodes(&data, "logs")
+            .into_iter()
+            .find(|r| r["statusCode"] == 502)
+            .expect("no row for the refused answer")
+            .clone();
+        assert!(refused["latencyMs"].is_number(), "{refused}");
+        assert!(refused["consumerId"].is_string(), "{refused}");
         let body = proxy(&app, &tenant.key, json!({ "connectionId": id, "path": "/big", "query": [{"name": "bytes", "value": "400000"}] })).await;
         assert_eq!(first_code(&body), "UPSTREAM_ERROR");
         let _ = fake;
