@@ -133,6 +133,17 @@ async fn flush_logs(app: &TestApp) {
     app.server().state().logs.flush(app.db()).await.unwrap();
 }
 
+/// The latest proxy request-log rows (newest first), each with `fields`, once every queued
+/// row is written.
+async fn proxy_rows(app: &TestApp, key: &str, fields: &str) -> Vec<Value> {
+    flush_logs(app).await;
+    let query = format!(
+        "{{ logs(first: 50, filter: {{apiStyle: PROXY}}) {{ edges {{ node {{ {fields} }} }} }} }}"
+    );
+    let data = app.ok(key, &query, json!({})).await;
+    nodes(&data, "logs").into_iter().cloned().collect()
+}
+
 proxy_test!(
     raw_route_injects_the_token_and_strips_caller_headers,
     |_| {},
@@ -470,15 +481,11 @@ proxy_test!(
             traced.headers().get_all("keyway-request-id").iter().count(),
             1
         );
-        flush_logs(&app).await;
-        let data = app
-            .ok(&tenant.key, "{ logs(first: 50, filter: {apiStyle: PROXY}) { edges { node { path requestId } } } }", json!({}))
-            .await;
-        let row = nodes(&data, "logs")
+        let row = proxy_rows(&app, &tenant.key, "path requestId")
+            .await
             .into_iter()
             .find(|r| r["path"] == "/traced")
-            .expect("no row for /traced")
-            .clone();
+            .expect("no row for /traced");
         assert_eq!(row["requestId"], ours.as_str(), "{row}");
     }
 );
@@ -531,10 +538,7 @@ proxy_test!(
         assert_eq!(seen[1].header("max-forwards"), Some("0"));
 
         // The answered call is logged as the route's own answer: no provider latency.
-        flush_logs(&app).await;
-        let query = r#"{ logs(first: 50, filter: {apiStyle: PROXY}) { edges { node { path statusCode latencyMs consumerId } } } }"#;
-        let data = app.ok(&tenant.key, query, json!({})).await;
-        let rows = nodes(&data, "logs");
+        let rows = proxy_rows(&app, &tenant.key, "path statusCode latencyMs consumerId").await;
         let here = rows.iter().find(|r| r["path"] == "/here").expect("no row");
         assert_eq!(here["statusCode"], 200, "{here}");
         assert!(here["latencyMs"].is_null(), "{here}");
@@ -793,14 +797,11 @@ proxy_test!(
         let response = raw_get(&app, &tenant.key, &id, "/big?bytes=400000").await;
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
         // The provider did answer: its row says whose connection it was, and how long it took.
-        flush_logs(&app).await;
-        let query = "{ logs(first: 50, filter: {apiStyle: PROXY}) { edges { node { path statusCode latencyMs consumerId } } } }";
-        let data = app.ok(&tenant.key, query, json!({})).await;
-        let refused = nodes(&data, "logs")
+        let refused = proxy_rows(&app, &tenant.key, "statusCode latencyMs consumerId")
+            .await
             .into_iter()
             .find(|r| r["statusCode"] == 502)
-            .expect("no row for the refused answer")
-            .clone();
+            .expect("no row for the refused answer");
         assert!(refused["latencyMs"].is_number(), "{refused}");
         assert!(refused["consumerId"].is_string(), "{refused}");
         let body = proxy(&app, &tenant.key, json!({ "connectionId": id, "path": "/big", "query": [{"name": "bytes", "value": "400000"}] })).await;
@@ -1610,15 +1611,12 @@ proxy_test!(
             .await;
         assert!(mutation.is_err(), "the caller should have timed out");
         // The rows are queued once the provider's answers are in, about 1.2 s from now.
-        let query = "{ logs(first: 50, filter: {apiStyle: PROXY}) { edges { node { path statusCode latencyMs } } } }";
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
         let rows = loop {
-            flush_logs(&app).await;
-            let data = app.ok(&tenant.key, query, json!({})).await;
-            let rows: Vec<Value> = nodes(&data, "logs")
+            let rows: Vec<Value> = proxy_rows(&app, &tenant.key, "path statusCode latencyMs")
+                .await
                 .into_iter()
                 .filter(|n| n["path"] == "/slow")
-                .cloned()
                 .collect();
             if rows.len() >= 2 || std::time::Instant::now() > deadline {
                 break rows;

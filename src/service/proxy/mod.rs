@@ -280,9 +280,8 @@ fn upstream_error(err: &SendError) -> Error {
     Error::Upstream(text.into())
 }
 
-/// The target from the cache, or loaded and cached: where a call would go, with every check
-/// of the connection's state passed (the raw route also answers `OPTIONS` with
-/// `Max-Forwards: 0` on it, without calling).
+/// The target from the cache, or loaded and cached: where a call would go, every check of the
+/// connection's state passed.
 ///
 /// Loading (and refreshing, in `forward`) is boxed: their database futures are large, and
 /// held inline they made every call's future 24 KB, which actix moves into a box on every
