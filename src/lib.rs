@@ -82,6 +82,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         logs: Arc::new(service::usage::RequestLogWriter::new(metrics.clone())),
         metrics,
         bus: Arc::new(service::events::relay::EventBus::default()),
+        webhook_wake: Arc::default(),
         principals: Arc::new(auth::cache::PrincipalCache::default()),
         documents: Arc::new(graphql::documents::DocumentCache::default()),
         demo: config
@@ -148,6 +149,8 @@ impl Server {
             http: state.http.clone(),
             config: state.config.clone(),
             metrics: state.metrics.clone(),
+            events: state.bus.subscribe(),
+            wake: state.webhook_wake.clone(),
         };
         let background = vec![
             tokio::spawn(relay.run()),

@@ -33,6 +33,8 @@ pub struct AppState {
     pub principals: Arc<crate::auth::cache::PrincipalCache>,
     /// Committed events, for this replica's subscribers.
     pub bus: Arc<crate::service::events::relay::EventBus>,
+    /// Wakes this replica's webhook worker for deliveries queued without an event.
+    pub webhook_wake: Arc<crate::service::webhooks::worker::WebhookWake>,
     /// GraphQL documents parsed before, by their text.
     pub documents: Arc<crate::graphql::documents::DocumentCache>,
     /// This replica's Prometheus metrics (`/metrics`).

@@ -284,8 +284,8 @@ impl WebhookMutation {
         let principal = ctx.principal()?;
         let app = webhooks::delivery_owner(&state.db, principal.tenancy(), id).await?;
         let scope = principal.require_app_admin(&state.db, Some(app)).await?;
-        Ok(WebhookDelivery(
-            webhooks::redeliver(&state.db, &scope, id).await?,
-        ))
+        let delivery = webhooks::redeliver(&state.db, &scope, id).await?;
+        state.webhook_wake.queued();
+        Ok(WebhookDelivery(delivery))
     }
 }

@@ -560,6 +560,74 @@ events_test!(
     }
 );
 
+events_test!(
+    a_delivery_held_by_a_lost_worker_goes_out_when_its_claim_lapses,
+    |c| {
+        // After a failed first attempt the next is an hour away: only the end of a claim
+        // can make the delivery due sooner.
+        c.webhook_retry_schedule = "0,3600".into();
+        c.allowed_private_hosts.push("127.0.0.1".into());
+    },
+    |app, fake, tenant| async {
+        use entity::webhook_delivery::{Column, Entity};
+        use sea_orm::sea_query::Expr;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+        let receiver = Receiver::start().await;
+        app.create_integration(&tenant.key, "stripe").await;
+        create_webhook(&app, &tenant.key, &receiver.url).await;
+        receiver.answer(&[500]);
+        app.create_stripe_connection(&tenant.key, "bob", "sk_test_lease")
+            .await;
+        let first = receiver.wait_for(1, 5).await;
+        assert_eq!(first.len(), 1);
+        let recorded = std::time::Instant::now();
+        let held = loop {
+            let rows = Entity::find()
+                .filter(Column::Attempts.eq(1))
+                .all(app.db())
+                .await
+                .unwrap();
+            if let [row] = rows.as_slice() {
+                break row.id;
+            }
+            assert!(
+                recorded.elapsed().as_secs() < 5,
+                "the failure was not recorded"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        // Due now, but claimed for two more seconds by a worker that has since died.
+        let lapses = chrono::Utc::now() + chrono::Duration::seconds(2);
+        Entity::update_many()
+            .col_expr(Column::NextAttemptAt, Expr::value(chrono::Utc::now()))
+            .col_expr(Column::LockedUntil, Expr::value(lapses))
+            .filter(Column::Id.eq(held))
+            .exec(app.db())
+            .await
+            .unwrap();
+        let claimed = std::time::Instant::now();
+        // Another event wakes the worker; it sends the new delivery and must then wait for
+        // the claim, not for its next routine look (ten seconds away).
+        app.create_stripe_connection(&tenant.key, "carol", "sk_test_other")
+            .await;
+        let got = receiver.wait_for(3, 6).await;
+        let retried: Vec<_> = got
+            .iter()
+            .filter(|r| r.header("webhook-id") == first[0].header("webhook-id"))
+            .collect();
+        assert_eq!(retried.len(), 2, "the held delivery was not sent again");
+        assert_eq!(retried[1].json()["execution_attempt"], 2);
+        let after = retried[1].at - claimed;
+        assert!(
+            after >= std::time::Duration::from_millis(1_800),
+            "sent while another worker held it: after {after:?}"
+        );
+        receiver.stop().await;
+        let _ = fake;
+    }
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_urls_must_be_public_https() {
     let app = TestApp::new(Backend::Sqlite).await.unwrap();

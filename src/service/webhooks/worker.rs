@@ -3,11 +3,17 @@
 //! each per Standard Webhooks, and records the outcome. 2xx is success; anything else
 //! (redirects included: never followed) is retried on the configured schedule with ±10%
 //! jitter; 410 Gone disables the endpoint. `webhook-id` is the event id on every attempt.
+//!
+//! The worker does not poll on a short clock: it sleeps until the earliest pending delivery
+//! is due (or its claim lapses), and wakes early when deliveries may have been queued: every
+//! committed event reaches every replica's event bus, and a redelivery rings `WebhookWake`.
+//! `RECHECK` bounds every sleep, for what nobody announced (a notification lost with the
+//! listener's connection).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use entity::webhook_delivery::{ActiveModel, Column, Entity, Model};
 use entity::webhook_endpoint;
 use sea_orm::sea_query::Expr;
@@ -16,12 +22,14 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use serde_json::json;
+use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use super::signing::signature_header;
 use crate::config::Config;
 use crate::error::Result;
 use crate::metrics::{Metrics, WebhookOutcome};
+use crate::service::events::relay::Published;
 use crate::service::keys::KeyStore;
 
 pub const PENDING: &str = "pending";
@@ -29,6 +37,10 @@ pub const SUCCEEDED: &str = "succeeded";
 pub const FAILED: &str = "failed";
 const CLAIM: chrono::Duration = chrono::Duration::seconds(60);
 const BATCH: u64 = 64;
+/// The longest the worker sleeps without looking, whatever it expects.
+const RECHECK: Duration = Duration::from_secs(10);
+/// The wait after the database failed the worker, before it tries again.
+const BACKOFF: Duration = Duration::from_secs(1);
 
 pub struct WebhookWorker {
     pub db: DatabaseConnection,
@@ -36,6 +48,21 @@ pub struct WebhookWorker {
     pub http: reqwest::Client,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
+    /// Committed events, from any replica: each may have queued deliveries.
+    pub events: broadcast::Receiver<Arc<Published>>,
+    pub wake: Arc<WebhookWake>,
+}
+
+/// Rung where deliveries are queued without an event (a redelivery), so that this replica's
+/// worker sends them now rather than at its next look.
+#[derive(Default)]
+pub struct WebhookWake(tokio::sync::Notify);
+
+impl WebhookWake {
+    pub fn queued(&self) {
+        // Holds one wake-up while the worker is busy, so none is lost.
+        self.0.notify_one();
+    }
 }
 
 /// How one attempt went.
@@ -46,32 +73,87 @@ enum Outcome {
 }
 
 impl WebhookWorker {
-    /// Forever: send what is due, a batch at a time (at once again after a full batch,
-    /// otherwise after 100 ms). Claims and outcomes are written one transaction per batch.
-    pub async fn run(self) {
+    /// Forever: send what is due, a batch at a time (at once again after a full batch), then
+    /// sleep until the next delivery is due or one may have been queued. Claims and outcomes
+    /// are written one transaction per batch.
+    pub async fn run(mut self) {
         loop {
-            let full = match self.claim_due().await {
-                Ok(claimed) => {
-                    let full = claimed.len() as u64 == BATCH;
-                    let outcomes = futures_util::future::join_all(
-                        claimed.into_iter().map(|d| self.deliver(d)),
-                    )
-                    .await;
-                    if let Err(err) = self.record_all(outcomes).await {
-                        // The claims lapse and the attempts are made again: at least once.
+            let pause = match self.send_due().await {
+                Ok(Batch::Full) => continue,
+                Ok(Batch::Partial) => match self.next_due().await {
+                    Ok(next) => pause_until(next, Utc::now()),
+                    Err(err) => {
                         err.log();
+                        BACKOFF
                     }
-                    full
-                }
+                },
                 Err(err) => {
                     err.log();
-                    false
+                    BACKOFF
                 }
             };
-            if !full {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            self.sleep(pause).await;
         }
+    }
+
+    async fn send_due(&self) -> Result<Batch> {
+        let claimed = self.claim_due().await?;
+        let batch = if claimed.len() as u64 == BATCH {
+            Batch::Full
+        } else {
+            Batch::Partial
+        };
+        let outcomes =
+            futures_util::future::join_all(claimed.into_iter().map(|d| self.deliver(d))).await;
+        if let Err(err) = self.record_all(outcomes).await {
+            // The claims lapse and the attempts are made again: at least once.
+            err.log();
+        }
+        Ok(batch)
+    }
+
+    /// Sleeps for `pause`, or less if deliveries may have been queued meanwhile.
+    async fn sleep(&mut self, pause: Duration) {
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = self.wake.0.notified() => {}
+            // An event, or word that some were missed: either may have queued deliveries.
+            // (A closed bus, at shutdown, would answer at once, forever: it is not heard.)
+            _ = self.events.recv(), if !self.events.is_closed() => {}
+        }
+        // One look serves every event that has arrived; those that arrive after this point
+        // wake the next sleep.
+        while !matches!(
+            self.events.try_recv(),
+            Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed)
+        ) {}
+    }
+
+    /// When the earliest pending delivery can be claimed: its next attempt's time, or, if
+    /// another worker holds it, when that claim lapses. `None` when nothing is pending.
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
+        let now = Utc::now();
+        let free: Option<Option<DateTime<Utc>>> = Entity::find()
+            .select_only()
+            .column(Column::NextAttemptAt)
+            .filter(Column::Status.eq(PENDING))
+            .filter(unclaimed(now))
+            .order_by_asc(Column::NextAttemptAt)
+            .limit(1)
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        let claimed: Option<Option<DateTime<Utc>>> = Entity::find()
+            .select_only()
+            .column(Column::LockedUntil)
+            .filter(Column::Status.eq(PENDING))
+            .filter(Column::LockedUntil.gte(now))
+            .order_by_asc(Column::LockedUntil)
+            .limit(1)
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        Ok(free.flatten().into_iter().chain(claimed.flatten()).min())
     }
 
     async fn record_all(&self, outcomes: Vec<(Model, i32, Outcome)>) -> Result<()> {
@@ -98,11 +180,7 @@ impl WebhookWorker {
 
     async fn claim_due(&self) -> Result<Vec<Model>> {
         let now = Utc::now();
-        let free = || {
-            Condition::any()
-                .add(Column::LockedUntil.is_null())
-                .add(Column::LockedUntil.lt(now))
-        };
+        let free = || unclaimed(now);
         let due: Vec<Uuid> = Entity::find()
             .select_only()
             .column(Column::Id)
@@ -218,6 +296,26 @@ impl WebhookWorker {
     }
 }
 
+/// Whether a worker may claim a delivery at `now`: nobody holds it, or its claim lapsed.
+fn unclaimed(now: DateTime<Utc>) -> Condition {
+    Condition::any()
+        .add(Column::LockedUntil.is_null())
+        .add(Column::LockedUntil.lt(now))
+}
+
+/// How one batch went: a full one means more may be due at once.
+enum Batch {
+    Full,
+    Partial,
+}
+
+/// How long to sleep when the next delivery is due at `next` (never longer than `RECHECK`).
+fn pause_until(next: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Duration {
+    next.map_or(RECHECK, |at| {
+        (at - now).to_std().unwrap_or(Duration::ZERO).min(RECHECK)
+    })
+}
+
 async fn record<C: ConnectionTrait>(
     db: &C,
     config: &Config,
@@ -280,4 +378,23 @@ fn next_delay(config: &Config, attempt: i32) -> Option<chrono::Duration> {
     let base = *delays.get(usize::try_from(attempt).ok()?)?;
     let jitter = 0.9 + (rand::random::<u32>() % 2001) as f64 / 10_000.0;
     chrono::Duration::from_std(base.mul_f64(jitter)).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sleeps_until_the_next_delivery_is_due_and_never_past_recheck() {
+        let now = Utc::now();
+        let secs = chrono::Duration::seconds;
+        assert_eq!(pause_until(None, now), RECHECK);
+        assert_eq!(pause_until(Some(now - secs(5)), now), Duration::ZERO);
+        assert_eq!(pause_until(Some(now), now), Duration::ZERO);
+        assert_eq!(
+            pause_until(Some(now + secs(2)), now),
+            Duration::from_secs(2)
+        );
+        assert_eq!(pause_until(Some(now + secs(3600)), now), RECHECK);
+    }
 }
