@@ -1,7 +1,8 @@
 //! The keyring at rest: data keys wrapped under the master key in `data_keys`, the highest id
 //! being current. Rotation adds a key (every replica picks it up within `RELOAD_INTERVAL`);
 //! re-encryption moves sealed columns to the current key in small transactions, so it can be
-//! killed at any point and resumed.
+//! killed at any point and resumed. Every server also sweeps in the background (`Sweep` says
+//! when).
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -118,27 +119,76 @@ impl KeyStore {
         Ok(usage)
     }
 
-    /// Runs forever: reloads the keyring and moves old values, a batch at a time.
+    /// Runs forever: reloads the keyring and, when values under older keys may exist (see
+    /// `Sweep`), moves them a batch at a time.
     pub async fn run(&self, db: DatabaseConnection) {
         let mut tick = tokio::time::interval(RELOAD_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sweep = Sweep::default();
         loop {
             tick.tick().await;
             if let Err(err) = self.reload(&db).await {
                 tracing::error!(error = %format!("{err:#}"), "reloading the keyring failed");
                 continue;
             }
-            loop {
+            let now = std::time::Instant::now();
+            if !sweep.due(self.ring().current_key_id(), now) {
+                continue;
+            }
+            let mut moved = 0;
+            let finished = loop {
                 match self.reencrypt_batch(&db, REENCRYPT_BATCH).await {
-                    Ok(0) => break,
-                    Ok(n) => tracing::info!(moved = n, "re-encrypted sealed values"),
+                    Ok(0) => break true,
+                    Ok(n) => {
+                        moved += n;
+                        tracing::info!(moved = n, "re-encrypted sealed values");
+                    }
                     Err(err) => {
                         err.log();
-                        break;
+                        break false;
                     }
                 }
-            }
+            };
+            sweep.done(moved > 0 || !finished, now);
         }
+    }
+}
+
+/// When the background sweep for values under older keys runs. Each sweep is a query per
+/// sealed column, so an idle server should not run one every `RELOAD_INTERVAL` for nothing;
+/// but every value sealed under an older key must move in the end.
+#[derive(Default)]
+struct Sweep {
+    /// The current key at the last look, and when this replica first saw it.
+    current: Option<(u32, std::time::Instant)>,
+    last: Option<std::time::Instant>,
+    /// The last sweep moved something (or failed): more may follow.
+    unsettled: bool,
+}
+
+/// After this replica sees a new current key (or starts), it sweeps at every reload for this
+/// long: other replicas go on sealing under the previous key until their own next reload.
+const SETTLING: Duration = Duration::from_secs(30);
+/// Otherwise a sweep runs this often, for a value sealed under an older key by a write that
+/// was in flight for longer than that.
+const SWEEP_EVERY: Duration = Duration::from_secs(300);
+
+impl Sweep {
+    fn due(&mut self, current: u32, now: std::time::Instant) -> bool {
+        if self.current.is_none_or(|(key, _)| key != current) {
+            self.current = Some((current, now));
+        }
+        let since = self.current.map_or(now, |(_, since)| since);
+        self.unsettled
+            || now.duration_since(since) < SETTLING
+            || self
+                .last
+                .is_none_or(|last| now.duration_since(last) >= SWEEP_EVERY)
+    }
+
+    fn done(&mut self, unsettled: bool, now: std::time::Instant) {
+        self.unsettled = unsettled;
+        self.last = Some(now);
     }
 }
 
@@ -372,5 +422,40 @@ pub fn connection_binding(id: Uuid, application_id: Uuid) -> Binding<'static> {
         table: SealedColumn::ConnectionCredentials.name(),
         row_id: id,
         application_id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn sweeps_while_a_rotation_settles_or_values_move_then_rarely() {
+        let start = Instant::now();
+        let at = |secs| start + Duration::from_secs(secs);
+        let mut sweep = Sweep::default();
+        // A start is a change: every reload sweeps while it settles.
+        assert!(sweep.due(1, at(0)));
+        sweep.done(false, at(0));
+        assert!(sweep.due(1, at(25)));
+        sweep.done(false, at(25));
+        // Settled, nothing found: not again until SWEEP_EVERY after the last.
+        assert!(!sweep.due(1, at(35)));
+        assert!(!sweep.due(1, at(320)));
+        assert!(sweep.due(1, at(325)));
+        sweep.done(false, at(325));
+        assert!(!sweep.due(1, at(330)));
+        // A new current key settles again.
+        assert!(sweep.due(2, at(335)));
+        sweep.done(false, at(335));
+        assert!(sweep.due(2, at(360)));
+        sweep.done(false, at(360));
+        assert!(!sweep.due(2, at(370)));
+        // Something moved (or the sweep failed): the next reload sweeps too.
+        sweep.done(true, at(600));
+        assert!(sweep.due(2, at(605)));
+        sweep.done(false, at(605));
+        assert!(!sweep.due(2, at(610)));
     }
 }

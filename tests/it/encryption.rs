@@ -204,6 +204,37 @@ db_test!(
     }
 );
 
+db_test!(
+    a_running_server_moves_values_to_a_new_key_by_itself,
+    |app| async {
+        let (key, stripe, _) = seed(&app).await;
+        let state = app.server().state();
+        state.keys.rotate(app.db()).await.unwrap();
+        let rotated = std::time::Instant::now();
+        loop {
+            let under_old: u64 = state
+                .keys
+                .status(app.db())
+                .await
+                .unwrap()
+                .iter()
+                .filter(|u| u.key_id == Some(1))
+                .map(|u| u.count)
+                .sum();
+            if under_old == 0 {
+                break;
+            }
+            assert!(
+                rotated.elapsed() < 3 * keyway::service::keys::RELOAD_INTERVAL,
+                "{under_old} values still under the old key"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let data = app.ok(&key, CREDS, json!({ "id": stripe })).await;
+        assert_eq!(data["connectionCredentials"]["apiKey"], SECRETS[1]);
+    }
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_master_key_refuses_to_start() {
     crate::support::install_crypto();
