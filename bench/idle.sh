@@ -7,11 +7,15 @@
 # database: file locks and reads for SQLite (every statement takes a lock), socket sends for
 # PostgreSQL (one per query). Binaries alternate, so machine noise lands on each alike.
 #
-#   bench/idle.sh BINARY [BINARY...]      # IDLE=20 ROUNDS=2
+# Measuring starts SETTLE seconds after the server is ready: a new server's key store sweeps for
+# values under older keys at every reload for its first 30 s (service/keys.rs).
+#
+#   bench/idle.sh BINARY [BINARY...]      # IDLE=20 ROUNDS=2 SETTLE=35
 #   BENCH_POSTGRES=postgres://postgres@127.0.0.1:5432 bench/idle.sh OLD NEW
 set -euo pipefail
 cd "$(dirname "$0")/.."
 IDLE=${IDLE:-20}
+SETTLE=${SETTLE:-35}
 ROUNDS=${ROUNDS:-2}
 PORT=${PORT:-18181}
 BENCH_POSTGRES=${BENCH_POSTGRES:-}
@@ -57,7 +61,7 @@ start() {
     | python3 -c 'import sys,json; print(json.load(sys.stdin)["data"]["createApiKey"]["secret"])')
   gql "$key" '{"query":"mutation { createWebhook(input: {url: \"https://hooks.example.com/idle\"}) { secret } }"}' \
     | grep -q whsec_ || { echo "idle: the webhook endpoint was not created" >&2; exit 1; }
-  sleep 3 # start-up work settles
+  sleep "$SETTLE" # start-up work settles
 }
 
 stop() { kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=; }
