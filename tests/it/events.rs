@@ -794,6 +794,69 @@ async fn wait_ready(client: &reqwest::Client, base: &str) {
     panic!("the server did not start");
 }
 
+/// Two replicas on one PostgreSQL: every event wakes both webhook workers at once, and each
+/// delivery still goes out exactly once (one claim wins).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_woken_together_send_each_webhook_once() {
+    if std::env::var("KEYWAY_TEST_DATABASE_URL").is_err() {
+        return;
+    }
+    let master = || Some(keyway::crypto::Secret::new("42".repeat(32)));
+    let tweak = |c: &mut keyway::config::Config| {
+        c.master_key = master();
+        c.allowed_private_hosts.push("127.0.0.1".into());
+    };
+    let a = TestApp::with_config(Backend::Postgres, tweak)
+        .await
+        .unwrap();
+    let url = a.database_url().unwrap();
+    let b = TestApp::with_config(Backend::Sqlite, |c| {
+        tweak(c);
+        c.database_url = Some(keyway::crypto::Secret::new(url));
+    })
+    .await
+    .unwrap();
+    let tenant = a.create_tenant("acme").await;
+    a.create_integration(&tenant.key, "stripe").await;
+    let receiver = Receiver::start().await;
+    create_webhook(&a, &tenant.key, &receiver.url).await;
+    const CONNECTIONS: usize = 20;
+    for i in 0..CONNECTIONS {
+        // Alternating replicas: each commit wakes its own worker directly and the other's
+        // through the notification.
+        let on = if i % 2 == 0 { &a } else { &b };
+        on.create_stripe_connection(&tenant.key, &format!("c{i}"), "sk_test_twice")
+            .await;
+    }
+    let got = receiver.wait_for(CONNECTIONS, 10).await;
+    assert_eq!(got.len(), CONNECTIONS, "deliveries are missing");
+    // Anything sent twice would have arrived by now.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let mut ids: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|r| r.header("webhook-id").to_owned())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), CONNECTIONS);
+    assert_eq!(
+        receiver.received().len(),
+        CONNECTIONS,
+        "a delivery went out twice"
+    );
+    let delivered = |metrics: &str| {
+        by_outcome(metrics, "keyway_webhook_attempts_total", "delivered").unwrap_or(0.0)
+    };
+    assert_eq!(
+        delivered(&a.metrics().await) + delivered(&b.metrics().await),
+        CONNECTIONS as f64
+    );
+    receiver.stop().await;
+    b.stop().await;
+    a.stop().await;
+}
+
 /// Two replicas on one PostgreSQL: a subscriber on B sees what A commits, and a key revoked
 /// on A stops working on B (whose proven-key cache hears of it through the same channel).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
