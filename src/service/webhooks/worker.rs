@@ -8,7 +8,8 @@
 //! is due (or its claim lapses), and wakes early when deliveries may have been queued: every
 //! committed event reaches every replica's event bus, and a redelivery rings `WebhookWake`.
 //! `RECHECK` bounds every sleep, for what nobody announced (a notification lost with the
-//! listener's connection).
+//! listener's connection); `MIN_GAP` keeps a stream of events (most of which queue nothing)
+//! from making it look more often than it used to poll, every 100 ms.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,7 @@ use sea_orm::{
 };
 use serde_json::json;
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::signing::signature_header;
@@ -41,6 +43,8 @@ const BATCH: u64 = 64;
 const RECHECK: Duration = Duration::from_secs(10);
 /// The wait after the database failed the worker, before it tries again.
 const BACKOFF: Duration = Duration::from_secs(1);
+/// The shortest time between two looks, however many events arrive.
+const MIN_GAP: Duration = Duration::from_millis(100);
 
 pub struct WebhookWorker {
     pub db: DatabaseConnection,
@@ -77,50 +81,61 @@ impl WebhookWorker {
     /// sleep until the next delivery is due or one may have been queued. Claims and outcomes
     /// are written one transaction per batch.
     pub async fn run(mut self) {
+        // When the next delivery is due, as last worked out (at most `RECHECK` ahead).
+        let mut next_look = Instant::now();
         loop {
-            let pause = match self.send_due().await {
-                Ok(Batch::Full) => continue,
-                Ok(Batch::Partial) => match self.next_due().await {
-                    Ok(next) => pause_until(next, Utc::now()),
-                    Err(err) => {
-                        err.log();
-                        BACKOFF
-                    }
-                },
+            let looked = Instant::now();
+            let claimed = match self.send_due().await {
+                Ok(claimed) => claimed,
                 Err(err) => {
                     err.log();
-                    BACKOFF
+                    self.sleep(looked + BACKOFF, looked + BACKOFF).await;
+                    continue;
                 }
             };
-            self.sleep(pause).await;
+            if claimed as u64 == BATCH {
+                continue;
+            }
+            // Only sending something, or reaching the due time, moves the next due time: a
+            // look woken by an event that queued nothing for this worker keeps the one it had.
+            if claimed > 0 || next_look <= Instant::now() {
+                next_look = match self.next_due().await {
+                    Ok(next) => Instant::now() + pause_until(next, Utc::now()),
+                    Err(err) => {
+                        err.log();
+                        Instant::now() + BACKOFF
+                    }
+                };
+            }
+            self.sleep(next_look, looked + MIN_GAP).await;
         }
     }
 
-    async fn send_due(&self) -> Result<Batch> {
+    /// Sends what is due; returns how many deliveries it claimed.
+    async fn send_due(&self) -> Result<usize> {
         let claimed = self.claim_due().await?;
-        let batch = if claimed.len() as u64 == BATCH {
-            Batch::Full
-        } else {
-            Batch::Partial
-        };
+        let count = claimed.len();
         let outcomes =
             futures_util::future::join_all(claimed.into_iter().map(|d| self.deliver(d))).await;
         if let Err(err) = self.record_all(outcomes).await {
             // The claims lapse and the attempts are made again: at least once.
             err.log();
         }
-        Ok(batch)
+        Ok(count)
     }
 
-    /// Sleeps for `pause`, or less if deliveries may have been queued meanwhile.
-    async fn sleep(&mut self, pause: Duration) {
+    /// Sleeps until `until`, or until deliveries may have been queued, whichever comes first;
+    /// but never wakes before `not_before`, so that under a stream of events the worker looks
+    /// at most once per `MIN_GAP`.
+    async fn sleep(&mut self, until: Instant, not_before: Instant) {
         tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
+            _ = tokio::time::sleep_until(until) => {}
             _ = self.wake.0.notified() => {}
             // An event, or word that some were missed: either may have queued deliveries.
             // (A closed bus, at shutdown, would answer at once, forever: it is not heard.)
             _ = self.events.recv(), if !self.events.is_closed() => {}
         }
+        tokio::time::sleep_until(not_before).await;
         // One look serves every event that has arrived; those that arrive after this point
         // wake the next sleep.
         while !matches!(
@@ -301,12 +316,6 @@ fn unclaimed(now: DateTime<Utc>) -> Condition {
     Condition::any()
         .add(Column::LockedUntil.is_null())
         .add(Column::LockedUntil.lt(now))
-}
-
-/// How one batch went: a full one means more may be due at once.
-enum Batch {
-    Full,
-    Partial,
 }
 
 /// How long to sleep when the next delivery is due at `next` (never longer than `RECHECK`).
