@@ -158,7 +158,7 @@ impl WebhookWorker {
             .into_tuple()
             .one(&self.db)
             .await?;
-        let claimed: Option<Option<DateTime<Utc>>> = Entity::find()
+        let held: Option<Option<DateTime<Utc>>> = Entity::find()
             .select_only()
             .column(Column::LockedUntil)
             .filter(Column::Status.eq(PENDING))
@@ -168,7 +168,7 @@ impl WebhookWorker {
             .into_tuple()
             .one(&self.db)
             .await?;
-        Ok(free.flatten().into_iter().chain(claimed.flatten()).min())
+        Ok(free.flatten().into_iter().chain(held.flatten()).min())
     }
 
     async fn record_all(&self, outcomes: Vec<(Model, i32, Outcome)>) -> Result<()> {
@@ -195,13 +195,12 @@ impl WebhookWorker {
 
     async fn claim_due(&self) -> Result<Vec<Model>> {
         let now = Utc::now();
-        let free = || unclaimed(now);
         let due: Vec<Uuid> = Entity::find()
             .select_only()
             .column(Column::Id)
             .filter(Column::Status.eq(PENDING))
             .filter(Column::NextAttemptAt.lte(now))
-            .filter(free())
+            .filter(unclaimed(now))
             .order_by_asc(Column::NextAttemptAt)
             .limit(BATCH)
             .into_tuple()
@@ -219,7 +218,7 @@ impl WebhookWorker {
                 .col_expr(Column::LockedUntil, Expr::value(now + CLAIM))
                 .filter(Column::Id.eq(id))
                 .filter(Column::Status.eq(PENDING))
-                .filter(free())
+                .filter(unclaimed(now))
                 .exec(&txn)
                 .await?;
             if claimed.rows_affected == 1 {
