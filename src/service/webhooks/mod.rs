@@ -3,6 +3,7 @@
 //! `ROTATION_OVERLAP` too. Deliveries are queued in the transaction of their event
 //! (`enqueue`) and sent by `worker`, on any replica.
 
+mod outcome;
 pub mod signing;
 pub mod worker;
 

@@ -2,7 +2,8 @@
 //! lease (a conditional update, so two replicas never send the same attempt at once), signs
 //! each per Standard Webhooks, and records the outcome. 2xx is success; anything else
 //! (redirects included: never followed) is retried on the configured schedule with ±10%
-//! jitter; 410 Gone disables the endpoint. `webhook-id` is the event id on every attempt.
+//! jitter; 410 Gone disables the endpoint (`outcome`). `webhook-id` is the event id on every
+//! attempt.
 //!
 //! The worker does not poll on a short clock: it sleeps until the earliest pending delivery
 //! is due (or its claim lapses), and wakes early when deliveries may have been queued: every
@@ -15,18 +16,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use entity::webhook_delivery::{ActiveModel, Column, Entity, Model};
+use entity::webhook_delivery::{Column, Entity, Model};
 use entity::webhook_endpoint;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
 };
 use serde_json::json;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::outcome::{Outcome, record};
 use super::signing::signature_header;
 use crate::config::Config;
 use crate::error::Result;
@@ -67,13 +69,6 @@ impl WebhookWake {
         // Holds one wake-up while the worker is busy, so none is lost.
         self.0.notify_one();
     }
-}
-
-/// How one attempt went.
-enum Outcome {
-    Delivered(u16),
-    Gone,
-    Failed(Option<u16>, String),
 }
 
 impl WebhookWorker {
@@ -322,70 +317,6 @@ fn pause_until(next: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Duration {
     next.map_or(RECHECK, |at| {
         (at - now).to_std().unwrap_or(Duration::ZERO).min(RECHECK)
     })
-}
-
-async fn record<C: ConnectionTrait>(
-    db: &C,
-    config: &Config,
-    delivery: Model,
-    attempt: i32,
-    outcome: Outcome,
-) -> Result<()> {
-    let endpoint_id = delivery.endpoint_id;
-    let mut row: ActiveModel = delivery.into();
-    let now = Utc::now();
-    row.attempts = Set(attempt);
-    row.last_attempt_at = Set(Some(now));
-    row.locked_until = Set(None);
-    match outcome {
-        Outcome::Delivered(status) => {
-            row.status = Set(SUCCEEDED.to_owned());
-            row.last_status_code = Set(Some(i32::from(status)));
-            row.last_error = Set(None);
-            row.next_attempt_at = Set(None);
-        }
-        Outcome::Gone => {
-            row.status = Set(FAILED.to_owned());
-            row.last_status_code = Set(Some(410));
-            row.last_error = Set(Some("410 Gone: the endpoint was disabled".into()));
-            row.next_attempt_at = Set(None);
-            webhook_endpoint::Entity::update_many()
-                .col_expr(webhook_endpoint::Column::Enabled, Expr::value(false))
-                .col_expr(
-                    webhook_endpoint::Column::DisabledReason,
-                    Expr::value("the endpoint answered 410 Gone"),
-                )
-                .col_expr(webhook_endpoint::Column::UpdatedAt, Expr::value(now))
-                .filter(webhook_endpoint::Column::Id.eq(endpoint_id))
-                .exec(db)
-                .await?;
-            tracing::warn!(webhook = %endpoint_id, "endpoint answered 410: disabled");
-        }
-        Outcome::Failed(status, why) => {
-            row.last_status_code = Set(status.map(i32::from));
-            row.last_error = Set(Some(why));
-            match next_delay(config, attempt) {
-                Some(delay) => {
-                    row.status = Set(PENDING.to_owned());
-                    row.next_attempt_at = Set(Some(now + delay));
-                }
-                None => {
-                    row.status = Set(FAILED.to_owned());
-                    row.next_attempt_at = Set(None);
-                }
-            }
-        }
-    }
-    row.update(db).await?;
-    Ok(())
-}
-
-/// The wait after attempt `attempt` failed, with ±10% jitter; `None` when it was the last.
-fn next_delay(config: &Config, attempt: i32) -> Option<chrono::Duration> {
-    let delays = config.webhook_retry_delays()?;
-    let base = *delays.get(usize::try_from(attempt).ok()?)?;
-    let jitter = 0.9 + (rand::random::<u32>() % 2001) as f64 / 10_000.0;
-    chrono::Duration::from_std(base.mul_f64(jitter)).ok()
 }
 
 #[cfg(test)]
