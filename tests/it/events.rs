@@ -801,29 +801,18 @@ async fn replicas_woken_together_send_each_webhook_once() {
     if std::env::var("KEYWAY_TEST_DATABASE_URL").is_err() {
         return;
     }
-    let master = || Some(keyway::crypto::Secret::new("42".repeat(32)));
-    let tweak = |c: &mut keyway::config::Config| {
-        c.master_key = master();
-        c.allowed_private_hosts.push("127.0.0.1".into());
-    };
-    let a = TestApp::with_config(Backend::Postgres, tweak)
+    let local = |c: &mut keyway::config::Config| c.allowed_private_hosts.push("127.0.0.1".into());
+    let a = TestApp::with_config(Backend::Postgres, local)
         .await
         .unwrap();
-    let url = a.database_url().unwrap();
-    let b = TestApp::with_config(Backend::Sqlite, |c| {
-        tweak(c);
-        c.database_url = Some(keyway::crypto::Secret::new(url));
-    })
-    .await
-    .unwrap();
+    let b = a.replica(local).await;
     let tenant = a.create_tenant("acme").await;
     a.create_integration(&tenant.key, "stripe").await;
     let receiver = Receiver::start().await;
     create_webhook(&a, &tenant.key, &receiver.url).await;
     const CONNECTIONS: usize = 20;
     for i in 0..CONNECTIONS {
-        // Alternating replicas: each commit wakes its own worker directly and the other's
-        // through the notification.
+        // Alternating replicas: each commit's notification wakes both workers.
         let on = if i % 2 == 0 { &a } else { &b };
         on.create_stripe_connection(&tenant.key, &format!("c{i}"), "sk_test_twice")
             .await;
@@ -864,17 +853,8 @@ async fn events_and_revocations_reach_every_replica() {
     if std::env::var("KEYWAY_TEST_DATABASE_URL").is_err() {
         return;
     }
-    let master = || Some(keyway::crypto::Secret::new("42".repeat(32)));
-    let a = TestApp::with_config(Backend::Postgres, |c| c.master_key = master())
-        .await
-        .unwrap();
-    let url = a.database_url().unwrap();
-    let b = TestApp::with_config(Backend::Sqlite, |c| {
-        c.database_url = Some(keyway::crypto::Secret::new(url));
-        c.master_key = master();
-    })
-    .await
-    .unwrap();
+    let a = TestApp::new(Backend::Postgres).await.unwrap();
+    let b = a.replica(|_| {}).await;
     let tenant = a.create_tenant("acme").await;
     a.create_integration(&tenant.key, "stripe").await;
     let mut on_b = subscribed(&b, &tenant.key, json!({})).await;

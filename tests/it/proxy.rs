@@ -1764,21 +1764,11 @@ async fn plan_limits_hold_across_replicas() {
         return;
     }
     avoid_minute_boundary().await;
-    let master = || Some(keyway::crypto::Secret::new("42".repeat(32)));
-    let Some((a, fake, tenant, _)) =
-        setup_with(Backend::Postgres, |c| c.master_key = master()).await
-    else {
+    let Some((a, fake, tenant, _)) = setup_with(Backend::Postgres, |_| {}).await else {
         return;
     };
-    let url = a.database_url().unwrap();
     let host = fake.host();
-    let b = TestApp::with_config(Backend::Sqlite, |c| {
-        c.database_url = Some(keyway::crypto::Secret::new(url));
-        c.allowed_private_hosts = vec![host];
-        c.master_key = master();
-    })
-    .await
-    .unwrap();
+    let b = a.replica(|c| c.allowed_private_hosts = vec![host]).await;
     a.ok(
         &a.operator,
         "mutation($id: ID!) { updateApplication(id: $id, input: {requestsPerMinute: 4}) { id } }",

@@ -196,15 +196,10 @@ async fn two_replicas_on_postgres_refresh_once() {
     let Some((first, fake, tenant, _)) = setup_with_key(Backend::Postgres).await else {
         return;
     };
-    let shared = first.database_url().unwrap();
     let host = fake.host();
-    let second = TestApp::with_config(Backend::Postgres, |c| {
-        c.database_url = Some(keyway::crypto::Secret::new(shared));
-        c.master_key = Some(keyway::crypto::Secret::new("42".repeat(32)));
-        c.allowed_private_hosts = vec![host];
-    })
-    .await
-    .unwrap();
+    let second = first
+        .replica(|c| c.allowed_private_hosts = vec![host])
+        .await;
     let id = connected(&first, &fake, &tenant).await;
     expire(&first, &id).await;
     fake.set(|s| s.delay_ms = 300);

@@ -149,6 +149,24 @@ impl TestApp {
         self.pg.as_ref().map(|pg| pg.url.clone())
     }
 
+    /// A second replica of this (PostgreSQL) app: its own server on the same database, with
+    /// the same master key, then `tweak`.
+    pub async fn replica(&self, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let url = self
+            .database_url()
+            .expect("replicas share a PostgreSQL database");
+        let master = keyway::crypto::master::load(&self.server().state().config)
+            .expect("the first replica's master key");
+        // The database is set here, so the backend only names the data directory's use.
+        Self::with_config(Backend::Sqlite, |c| {
+            c.database_url = Some(Secret::new(url));
+            c.master_key = Some(Secret::new(hex::encode(master.expose())));
+            tweak(c);
+        })
+        .await
+        .expect("the replica starts")
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }
