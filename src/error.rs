@@ -11,7 +11,12 @@ use async_graphql::ErrorExtensions;
 
 #[derive(Debug)]
 pub enum Error {
+    /// No credential came with the request.
     Unauthenticated,
+    /// A bearer credential came and is not valid (unknown, altered, revoked, too long). Same
+    /// code and status as `Unauthenticated`; the challenge says `error="invalid_token"`
+    /// (RFC 6750 §3.1), so a client can tell a bad key from a missing one.
+    InvalidToken,
     Forbidden(&'static str),
     NotFound,
     BadInput(String),
@@ -49,6 +54,7 @@ impl Error {
     pub fn message(&self) -> String {
         match self {
             Error::Unauthenticated => "authentication required".into(),
+            Error::InvalidToken => "the credential is not valid".into(),
             Error::Forbidden(why) | Error::MethodNotAllowed { why, .. } => (*why).into(),
             Error::NotFound => "not found".into(),
             Error::BadInput(why)
@@ -74,7 +80,7 @@ impl Error {
     /// The stable code of SPEC §3.
     pub fn code(&self) -> &'static str {
         match self {
-            Error::Unauthenticated => "UNAUTHENTICATED",
+            Error::Unauthenticated | Error::InvalidToken => "UNAUTHENTICATED",
             Error::Forbidden(_) => "FORBIDDEN",
             Error::NotFound => "NOT_FOUND",
             Error::BadInput(_) | Error::TooLarge(_) | Error::MethodNotAllowed { .. } => {
@@ -89,7 +95,7 @@ impl Error {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Error::Unauthenticated | Error::InvalidToken => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::BadInput(_) => StatusCode::BAD_REQUEST,
@@ -100,6 +106,16 @@ impl Error {
             Error::Upstream(_) => StatusCode::BAD_GATEWAY,
             Error::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge a 401 carries (RFC 9110 §11.6.1, RFC 6750 §3): no
+    /// error code when no credential came, `invalid_token` when a wrong one did.
+    pub fn challenge(&self) -> Option<&'static str> {
+        match self {
+            Error::Unauthenticated => Some("Bearer"),
+            Error::InvalidToken => Some("Bearer error=\"invalid_token\""),
+            _ => None,
         }
     }
 
@@ -151,8 +167,8 @@ impl Error {
         if let Error::RateLimited { retry_after_secs } = self {
             response.insert_header(("Retry-After", retry_after_secs.to_string()));
         }
-        if let Error::Unauthenticated = self {
-            response.insert_header(("WWW-Authenticate", "Bearer"));
+        if let Some(challenge) = self.challenge() {
+            response.insert_header(("WWW-Authenticate", challenge));
         }
         if let Error::MethodNotAllowed { allow, .. } = self {
             response.insert_header(("Allow", *allow));

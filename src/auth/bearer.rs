@@ -20,7 +20,7 @@ pub fn bearer_token(header: Option<&str>) -> Option<&str> {
         .then_some(token.trim())
 }
 
-/// Every failure is the same `Unauthenticated`: a caller learns nothing about why.
+/// Every failure is the same `InvalidToken`: a caller learns nothing about why.
 pub async fn authenticate(
     db: &DatabaseConnection,
     last_used: &LastUsedRecorder,
@@ -28,7 +28,7 @@ pub async fn authenticate(
     token: &str,
 ) -> Result<Principal> {
     if token.len() > MAX_TOKEN_LEN {
-        return Err(Error::Unauthenticated);
+        return Err(Error::InvalidToken);
     }
     let hash = crate::crypto::tokens::hash_secret(token);
     if let Some(principal) = cache.get(&hash) {
@@ -54,7 +54,7 @@ async fn lookup(
     if token.starts_with(SECRET_KEY_PREFIX) {
         let key = api_keys::find_active_by_secret(db, token)
             .await?
-            .ok_or(Error::Unauthenticated)?;
+            .ok_or(Error::InvalidToken)?;
         last_used.touch(Credential::ApiKey, key.id);
         return Ok(Principal::SecretKey {
             key_id: key.id,
@@ -65,11 +65,11 @@ async fn lookup(
     if token.starts_with(ADMIN_TOKEN_PREFIX) {
         let admin = admin_tokens::find_active_by_secret(db, token)
             .await?
-            .ok_or(Error::Unauthenticated)?;
+            .ok_or(Error::InvalidToken)?;
         last_used.touch(Credential::AdminToken, admin.id);
         return Ok(Principal::Operator { token_id: admin.id });
     }
-    Err(Error::Unauthenticated)
+    Err(Error::InvalidToken)
 }
 
 #[cfg(test)]

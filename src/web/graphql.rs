@@ -378,15 +378,12 @@ fn error_response(err: &Error, status: StatusCode, media: Media) -> HttpResponse
     let mut response = HttpResponse::build(status);
     response.content_type(media.content_type());
     let mut extensions = serde_json::json!({ "code": err.code() });
-    match err {
-        Error::Unauthenticated => {
-            response.insert_header(("WWW-Authenticate", "Bearer"));
-        }
-        Error::RateLimited { retry_after_secs } => {
-            response.insert_header(("Retry-After", retry_after_secs.to_string()));
-            extensions["retryAfter"] = (*retry_after_secs).into();
-        }
-        _ => {}
+    if let Some(challenge) = err.challenge() {
+        response.insert_header(("WWW-Authenticate", challenge));
+    }
+    if let Error::RateLimited { retry_after_secs } = err {
+        response.insert_header(("Retry-After", retry_after_secs.to_string()));
+        extensions["retryAfter"] = (*retry_after_secs).into();
     }
     response.body(
         serde_json::json!({

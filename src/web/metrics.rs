@@ -18,12 +18,12 @@ pub async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> HttpRespon
                 .get(AUTHORIZATION)
                 .and_then(|h| h.to_str().ok()),
         );
-        // Digests compared in constant time: neither length nor content leaks through timing.
-        let allowed = given.is_some_and(|given| {
-            hashes_match(&hash_secret(given), &hash_secret(expected.expose().trim()))
-        });
-        if !allowed {
+        let Some(given) = given else {
             return Error::Unauthenticated.to_http();
+        };
+        // Digests compared in constant time: neither length nor content leaks through timing.
+        if !hashes_match(&hash_secret(given), &hash_secret(expected.expose().trim())) {
+            return Error::InvalidToken.to_http();
         }
     }
     match state.metrics.render(&state.db) {

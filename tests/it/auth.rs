@@ -40,7 +40,32 @@ db_test!(
             let (status, body) = app.graphql(token, "{ viewer { kind } }", json!({})).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{token}");
             assert_eq!(first_code(&body), "UNAUTHENTICATED");
+            // RFC 6750 §3.1: a presented token that is not valid is named as such, on the
+            // GraphQL endpoint and on the raw proxy alike.
+            for response in [
+                app.client
+                    .post(format!("{}/graphql", app.base))
+                    .bearer_auth(token)
+                    .json(&json!({ "query": "{ viewer { kind } }" }))
+                    .send()
+                    .await
+                    .unwrap(),
+                app.client
+                    .get(format!("{}/proxy/{}/items", app.base, uuid::Uuid::nil()))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap(),
+            ] {
+                assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{token}");
+                assert_eq!(
+                    response.headers()["www-authenticate"],
+                    "Bearer error=\"invalid_token\"",
+                    "{token}"
+                );
+            }
         }
+        // No credential at all: a bare challenge, no error code (RFC 6750 §3.1).
         let response = app
             .client
             .post(format!("{}/graphql", app.base))

@@ -160,6 +160,17 @@ async fn a_configured_token_guards_metrics() {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{wrong:?}");
+        // An empty token is no token: a bare challenge.
+        let challenge = if wrong.is_empty() {
+            "Bearer"
+        } else {
+            "Bearer error=\"invalid_token\""
+        };
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            challenge,
+            "{wrong:?}"
+        );
     }
     let right = app
         .client
