@@ -175,7 +175,7 @@ pub async fn delete(db: &DatabaseConnection, scope: &AppScope, id: Uuid) -> Resu
 
 /// Visible to the scope: its application, and for a restricted key its one integration.
 pub async fn get(db: &DatabaseConnection, scope: &AppScope, id: Uuid) -> Result<Model> {
-    if scope.integration_id().is_some_and(|only| only != id) {
+    if hidden_from(scope, id) {
         return Err(Error::NotFound);
     }
     get_in(db, Tenancy::Application(scope.application_id()), id).await
@@ -200,7 +200,17 @@ pub async fn find_by_service(
         .one(db)
         .await?
         .ok_or(Error::NotFound)?;
-    get(db, scope, found.id).await
+    if hidden_from(scope, found.id) {
+        return Err(Error::NotFound);
+    }
+    Ok(found)
+}
+
+/// A key restricted to one integration sees no other.
+fn hidden_from(scope: &AppScope, integration_id: Uuid) -> bool {
+    scope
+        .integration_id()
+        .is_some_and(|only| only != integration_id)
 }
 
 pub async fn list(

@@ -182,6 +182,21 @@ db_test!(a_restricted_key_sees_only_its_integration, |app| async {
         )
         .await;
     assert_eq!(code, "NOT_FOUND");
+    // Connecting by service id finds its own integration only.
+    let code = app
+        .error_code(
+            key,
+            "mutation { createConnection(input: {consumerId: \"bob\", serviceId: \"twilio\"}) { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code, "NOT_FOUND");
+    app.ok(
+        key,
+        "mutation { createConnection(input: {consumerId: \"bob\", serviceId: \"stripe\"}) { id } }",
+        json!({}),
+    )
+    .await;
     let code = app
         .error_code(
             key,
