@@ -899,3 +899,43 @@ async fn events_and_revocations_reach_every_replica() {
     b.stop().await;
     a.stop().await;
 }
+
+crate::db_test!(
+    one_change_queues_a_delivery_per_event_and_interested_endpoint,
+    |app| async {
+        let tenant = app.create_tenant("acme").await;
+        app.create_integration(&tenant.key, "stripe").await;
+        let every = app
+            .ok(&tenant.key, "mutation { createWebhook(input: {url: \"https://hooks.example.com/all\"}) { webhook { id } } }", json!({}))
+            .await["createWebhook"]["webhook"]["id"]
+            .clone();
+        let created_only = create_webhook(&app, &tenant.key, "https://hooks.example.com/created")
+            .await
+            .0;
+        // Created with its credentials: `created` and `callable`, recorded together.
+        app.create_stripe_connection(&tenant.key, "bob", "sk_test_pair")
+            .await;
+        let types = |endpoint: Value| {
+            let app = &app;
+            let key = tenant.key.clone();
+            async move {
+                let data = app
+                    .ok(&key, "query($w: ID!) { webhookDeliveries(endpointId: $w) { edges { node { eventType } } } }", json!({ "w": endpoint }))
+                    .await;
+                let mut types: Vec<String> = data["webhookDeliveries"]["edges"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["node"]["eventType"].as_str().unwrap().to_owned())
+                    .collect();
+                types.sort();
+                types
+            }
+        };
+        assert_eq!(
+            types(every).await,
+            ["connection.callable", "connection.created"]
+        );
+        assert_eq!(types(json!(created_only)).await, ["connection.created"]);
+    }
+);

@@ -171,10 +171,12 @@ pub async fn create(deps: &Deps<'_>, scope: &AppScope, input: NewConnection) -> 
 
     let txn = deps.db.begin().await?;
     let model = row.insert(&txn).await?;
-    events::record(&txn, EventType::Created, &model).await?;
-    if state == ConnectionState::Callable {
-        events::record(&txn, EventType::Callable, &model).await?;
-    }
+    let kinds: &[EventType] = if state == ConnectionState::Callable {
+        &[EventType::Created, EventType::Callable]
+    } else {
+        &[EventType::Created]
+    };
+    events::record_all(&txn, kinds, &model).await?;
     txn.commit().await?;
     deps.bus.committed();
     tracing::info!(connection = %model.id, service = %model.service_id, "connection created");
@@ -223,10 +225,13 @@ pub async fn update(
     let state = ConnectionState::derive(has_credentials, configured, invalid);
     row.state = Set(state.as_str().to_owned());
     write(deps, current, row, |txn, model| async move {
-        events::record(&txn, EventType::Updated, &model).await?;
-        if state == ConnectionState::Callable && before != ConnectionState::Callable {
-            events::record(&txn, EventType::Callable, &model).await?;
-        }
+        let kinds: &[EventType] =
+            if state == ConnectionState::Callable && before != ConnectionState::Callable {
+                &[EventType::Updated, EventType::Callable]
+            } else {
+                &[EventType::Updated]
+            };
+        events::record_all(&txn, kinds, &model).await?;
         Ok((txn, model))
     })
     .await

@@ -8,8 +8,8 @@ pub mod relay;
 
 use chrono::Utc;
 use entity::connection;
-use entity::event::ActiveModel;
-use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseBackend, Set, Statement};
+use entity::event::{ActiveModel, Entity, Model};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseBackend, EntityTrait, Statement};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -59,16 +59,57 @@ impl EventType {
 }
 
 /// Writes one event about `conn` (as it is after the change). Never includes credentials.
-///
-/// Call it after the transaction's own write to the connection, as every caller does: on
-/// SQLite that write already holds the database's write lock, so the UUIDv7 id drawn here
-/// follows commit order, which the SQLite relay relies on (it reads the outbox past the last
-/// id it saw). An id drawn before the lock could commit behind a newer one and be skipped.
 pub async fn record<C: ConnectionTrait>(
     db: &C,
     kind: EventType,
     conn: &connection::Model,
 ) -> Result<()> {
+    record_all(db, &[kind], conn).await
+}
+
+/// Writes `kinds`' events about `conn` (as it is after the change), in that order. One
+/// change that emits two events (created and callable, say) costs the round trips of one:
+/// one insert, one read of the webhook endpoints, one `NOTIFY` statement.
+///
+/// Call it after the transaction's own write to the connection, as every caller does: on
+/// SQLite that write already holds the database's write lock, so the UUIDv7 ids drawn here
+/// follow commit order, which the SQLite relay relies on (it reads the outbox past the last
+/// id it saw). An id drawn before the lock could commit behind a newer one and be skipped.
+pub async fn record_all<C: ConnectionTrait>(
+    db: &C,
+    kinds: &[EventType],
+    conn: &connection::Model,
+) -> Result<()> {
+    if kinds.is_empty() {
+        return Ok(());
+    }
+    let events: Vec<Model> = kinds.iter().map(|kind| event(*kind, conn)).collect();
+    Entity::insert_many(
+        events
+            .iter()
+            .map(|e| ActiveModel::from(e.clone()).reset_all()),
+    )
+    .exec_without_returning(db)
+    .await?;
+    crate::service::webhooks::enqueue(db, &events).await?;
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        // One statement, one notification per event, sent at commit in this order.
+        let calls: Vec<String> = (0..events.len())
+            .map(|i| format!("pg_notify($1, ${})", i + 2))
+            .collect();
+        let mut values = vec![relay::CHANNEL.into()];
+        values.extend(events.iter().map(|e| e.id.to_string().into()));
+        db.execute_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            format!("SELECT {}", calls.join(", ")),
+            values,
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+fn event(kind: EventType, conn: &connection::Model) -> Model {
     let id = Uuid::now_v7();
     let occurred_at = Utc::now();
     let payload = json!({
@@ -92,26 +133,14 @@ pub async fn record<C: ConnectionTrait>(
             "updated_at": conn.updated_at,
         },
     });
-    let event = ActiveModel {
-        id: Set(id),
-        application_id: Set(conn.application_id),
-        event_type: Set(kind.as_str().to_owned()),
-        connection_id: Set(Some(conn.id)),
-        consumer_id: Set(Some(conn.consumer_id.clone())),
-        service_id: Set(Some(conn.service_id.clone())),
-        payload: Set(payload),
-        occurred_at: Set(occurred_at),
+    Model {
+        id,
+        application_id: conn.application_id,
+        event_type: kind.as_str().to_owned(),
+        connection_id: Some(conn.id),
+        consumer_id: Some(conn.consumer_id.clone()),
+        service_id: Some(conn.service_id.clone()),
+        payload,
+        occurred_at,
     }
-    .insert(db)
-    .await?;
-    crate::service::webhooks::enqueue(db, &event).await?;
-    if db.get_database_backend() == DatabaseBackend::Postgres {
-        db.execute_raw(Statement::from_sql_and_values(
-            DatabaseBackend::Postgres,
-            "SELECT pg_notify($1, $2)",
-            [relay::CHANNEL.into(), id.to_string().into()],
-        ))
-        .await?;
-    }
-    Ok(())
 }

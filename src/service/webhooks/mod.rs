@@ -245,33 +245,46 @@ pub async fn redeliver(
     Ok(row.update(db).await?)
 }
 
-/// Queues one delivery of `event` per enabled endpoint of its application that wants its
-/// type. Runs inside the event's transaction.
-pub async fn enqueue<C: ConnectionTrait>(db: &C, event: &entity::event::Model) -> Result<()> {
+/// Queues one delivery of each of `events` per enabled endpoint of its application that
+/// wants its type: one read of the endpoints, one insert. Runs inside the events'
+/// transaction; the events are one application's.
+pub async fn enqueue<C: ConnectionTrait>(db: &C, events: &[entity::event::Model]) -> Result<()> {
+    let Some(first) = events.first() else {
+        return Ok(());
+    };
+    debug_assert!(
+        events
+            .iter()
+            .all(|e| e.application_id == first.application_id)
+    );
     let endpoints = Entity::find()
-        .filter(Column::ApplicationId.eq(event.application_id))
+        .filter(Column::ApplicationId.eq(first.application_id))
         .filter(Column::Enabled.eq(true))
         .all(db)
         .await?;
     let now = Utc::now();
-    let rows: Vec<delivery::ActiveModel> = endpoints
+    let rows: Vec<delivery::ActiveModel> = events
         .iter()
-        .filter(|e| wants(e, &event.event_type))
-        .map(|e| delivery::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            endpoint_id: Set(e.id),
-            application_id: Set(event.application_id),
-            event_id: Set(event.id),
-            event_type: Set(event.event_type.clone()),
-            payload: Set(event.payload.clone()),
-            status: Set(worker::PENDING.to_owned()),
-            attempts: Set(0),
-            next_attempt_at: Set(Some(now)),
-            locked_until: Set(None),
-            last_status_code: Set(None),
-            last_error: Set(None),
-            last_attempt_at: Set(None),
-            created_at: Set(now),
+        .flat_map(|event| {
+            endpoints
+                .iter()
+                .filter(|e| wants(e, &event.event_type))
+                .map(move |e| delivery::ActiveModel {
+                    id: Set(Uuid::now_v7()),
+                    endpoint_id: Set(e.id),
+                    application_id: Set(event.application_id),
+                    event_id: Set(event.id),
+                    event_type: Set(event.event_type.clone()),
+                    payload: Set(event.payload.clone()),
+                    status: Set(worker::PENDING.to_owned()),
+                    attempts: Set(0),
+                    next_attempt_at: Set(Some(now)),
+                    locked_until: Set(None),
+                    last_status_code: Set(None),
+                    last_error: Set(None),
+                    last_attempt_at: Set(None),
+                    created_at: Set(now),
+                })
         })
         .collect();
     if !rows.is_empty() {
