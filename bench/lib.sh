@@ -12,7 +12,8 @@ cargo build --release --quiet --bin keyway --example seed
 # minute): a limited run would measure 429s.
 export KEYWAY_GRAPHQL_RATE_LIMIT_PER_MINUTE=0
 RELEASE=${CARGO_TARGET_DIR:-target}/release # cargo's own output directory (CARGO_TARGET_DIR if set)
-BIN=$RELEASE/keyway
+# BENCH_BIN runs another build of keyway (one copied aside before a change, say).
+BIN=${BENCH_BIN:-$RELEASE/keyway}
 SEED=$RELEASE/examples/seed
 WORK=$(mktemp -d)
 SERVER=
