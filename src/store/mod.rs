@@ -1,5 +1,8 @@
 //! Opening the database and keeping its schema current. SQLite (the embedded default) is tuned
-//! for durability: WAL, `synchronous=FULL`, foreign keys on, a busy timeout for writers.
+//! for durability: WAL, `synchronous=FULL`, foreign keys on; a writer that finds the write
+//! lock taken waits for it in short steps (`busy`).
+
+mod busy;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -86,13 +89,15 @@ async fn connect_sqlite(
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(5));
+        // SQLite's own handler, until `busy::install` replaces it on every new connection.
+        .busy_timeout(busy::TIMEOUT);
     // A SQLite connection is a file this process holds open: nothing can hang up on it, so it
     // is not pinged (a round trip to its worker thread) before every use.
     let pool = SqlitePoolOptions::new()
         .max_connections(max)
         .min_connections(1)
         .test_before_acquire(false)
+        .after_connect(|conn, _| Box::pin(busy::install(conn)))
         .connect_with(options)
         .await
         .context("opening the SQLite database")?;
