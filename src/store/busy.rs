@@ -76,14 +76,15 @@ mod tests {
     use super::*;
 
     /// A writer waiting for the lock takes it within milliseconds of its release, whenever
-    /// that falls. (With SQLite's own handler it wakes 38 to 98 ms late at these holds.)
+    /// that falls. With SQLite's own handler it wakes 38 to 98 ms late at these holds (median
+    /// 68); the median of five keeps one slow wake-up on a loaded machine from failing it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_waiting_writer_takes_the_lock_soon_after_its_release() {
         let dir = tempfile::tempdir().unwrap();
         let options = SqliteConnectOptions::new().filename(dir.path().join("busy.db"));
         let db = super::super::connect_sqlite(options, 2).await.unwrap();
         let pool = db.get_sqlite_connection_pool();
-        let mut latest = Duration::ZERO;
+        let mut lateness = Vec::new();
         for hold_ms in [230, 260, 290, 330, 370] {
             let mut holder = pool.acquire().await.unwrap();
             let mut waiter = pool.acquire().await.unwrap();
@@ -104,9 +105,10 @@ mod tests {
             sqlx::query("ROLLBACK").execute(&mut *holder).await.unwrap();
             let released = Instant::now();
             let took = waiting.await.unwrap();
-            latest = latest.max(took.saturating_duration_since(released));
+            lateness.push(took.saturating_duration_since(released));
         }
-        assert!(latest < Duration::from_millis(30), "{latest:?} late");
+        lateness.sort();
+        assert!(lateness[2] < Duration::from_millis(30), "{lateness:?} late");
     }
 
     #[test]
