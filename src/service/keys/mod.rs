@@ -59,8 +59,18 @@ impl KeyStore {
     /// Picks up keys added by `keyway keys rotate` (here or on another replica).
     pub async fn reload(&self, db: &DatabaseConnection) -> anyhow::Result<()> {
         let ring = load_ring(db, &self.master).await?;
-        *self.ring.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ring);
+        self.install(ring);
         Ok(())
+    }
+
+    /// Keys are only ever added, so a ring whose current key is older than the one held was
+    /// read before a concurrent reload's (the background one racing a rotation): installing it
+    /// would seal under the previous key until the next reload.
+    fn install(&self, ring: Keyring) {
+        let mut held = self.ring.write().unwrap_or_else(|p| p.into_inner());
+        if ring.current_key_id() >= held.current_key_id() {
+            *held = Arc::new(ring);
+        }
     }
 
     /// Adds a new current key; returns its id.
@@ -206,4 +216,25 @@ async fn load_ring(db: &DatabaseConnection, master: &KeyBytes) -> anyhow::Result
     }
     let current = rows.last().map(|r| r.id as u32).unwrap_or(0);
     Keyring::new(current, keys).ok_or_else(|| anyhow::anyhow!("the database holds no data key"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring_up_to(current: u32) -> Keyring {
+        Keyring::new(current, (1..=current).map(|id| (id, KeyBytes::generate()))).unwrap()
+    }
+
+    #[test]
+    fn a_reload_read_before_a_newer_one_does_not_replace_it() {
+        let store = KeyStore {
+            master: KeyBytes::generate(),
+            ring: RwLock::new(Arc::new(ring_up_to(2))),
+        };
+        store.install(ring_up_to(1));
+        assert_eq!(store.ring().current_key_id(), 2);
+        store.install(ring_up_to(3));
+        assert_eq!(store.ring().current_key_id(), 3);
+    }
 }
