@@ -78,6 +78,10 @@ pub struct OAuthSpec {
     /// An RFC 7009 revocation endpoint, when the provider has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoke_url: Option<String>,
+    /// The authorization server's issuer identifier, for a server whose issuer is not a
+    /// path the authorize URL sits under (see `service::oauth::issuer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
     #[serde(default)]
     pub default_scopes: Vec<String>,
     #[serde(default = "space")]
@@ -101,6 +105,7 @@ pub struct SandboxHosts {
     pub authorize_url: Option<String>,
     pub token_url: Option<String>,
     pub revoke_url: Option<String>,
+    pub issuer: Option<String>,
     pub base_url: Option<String>,
 }
 

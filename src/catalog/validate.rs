@@ -37,11 +37,26 @@ pub fn provider(p: &Provider, allow_insecure: &dyn Fn(&url::Url) -> bool) -> Res
             if let Some(revoke) = &oauth.revoke_url {
                 urls.push(("revoke_url", revoke));
             }
+            for issuer in [
+                &oauth.issuer,
+                &oauth.sandbox.as_ref().and_then(|s| s.issuer.clone()),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if issuer.contains(['?', '#']) {
+                    return Err(ctx("an issuer has no query or fragment".into()));
+                }
+            }
+            if let Some(issuer) = &oauth.issuer {
+                urls.push(("issuer", issuer));
+            }
             if let Some(sandbox) = &oauth.sandbox {
                 for (name, url) in [
                     ("sandbox.authorize_url", &sandbox.authorize_url),
                     ("sandbox.token_url", &sandbox.token_url),
                     ("sandbox.revoke_url", &sandbox.revoke_url),
+                    ("sandbox.issuer", &sandbox.issuer),
                     ("sandbox.base_url", &sandbox.base_url),
                 ] {
                     if let Some(url) = url {

@@ -230,6 +230,57 @@ oauth_test!(
     }
 );
 
+// RFC 9207 for an authorization server under a path (a Keycloak realm, an Okta server):
+// its issuer is a path the authorize URL sits under; a sibling's is refused, and a catalog
+// `issuer` is matched exactly.
+oauth_test!(
+    an_issuer_above_the_authorize_url_is_accepted_a_siblings_is_not,
+    |app, fake, tenant, _integration| async {
+        let realm = format!("{}/realms/acme", fake.base);
+        let add = |service: &str, issuer: Option<&str>| {
+            let mut definition = fake.definition();
+            definition["service_id"] = json!(service);
+            definition["oauth"]["authorize_url"] = json!(format!("{realm}/protocol/auth"));
+            if let Some(issuer) = issuer {
+                definition["oauth"]["issuer"] = json!(issuer);
+            }
+            definition
+        };
+        for (service, issuer) in [("realm", None), ("pinned", Some(realm.as_str()))] {
+            app.ok(&tenant.key, "mutation($s: String!, $p: JSON) { createIntegration(input: {serviceId: $s, clientId: \"cid\", clientSecret: \"csecret\", customProvider: $p}) { id } }", json!({ "s": service, "p": add(service, issuer) }))
+                .await;
+        }
+        let attempt = async |service: &str, iss: &str| {
+            let data = app
+                .ok(&tenant.key, "mutation($s: String!, $r: String) { createConnectLink(input: {consumerId: \"alice\", serviceId: $s, redirectUri: $r}) { url } }", json!({ "s": service, "r": APP_REDIRECT }))
+                .await;
+            let q = query_of(data["createConnectLink"]["url"].as_str().unwrap());
+            let code = fake.issue_code(&q["code_challenge"]);
+            let response = callback(
+                &app,
+                &[("code", &code), ("state", &q["state"]), ("iss", iss)],
+            )
+            .await;
+            query_of(response.headers()["location"].to_str().unwrap())
+        };
+        let sibling = attempt("realm", &format!("{}/realms/other", fake.base)).await;
+        assert_eq!(sibling["error"], "invalid_request");
+        let origin = attempt("pinned", &fake.base).await;
+        assert_eq!(origin["error"], "invalid_request");
+        assert_eq!(fake.token_requests(), 0);
+
+        let under = attempt("realm", &realm).await;
+        assert!(under.contains_key("connection_id"), "{under:?}");
+        let pinned = attempt("pinned", &format!("{realm}/")).await;
+        assert!(pinned.contains_key("connection_id"), "{pinned:?}");
+        assert_eq!(fake.token_requests(), 2);
+
+        let code = app.error_code(&tenant.key, "mutation($p: JSON) { createIntegration(input: {serviceId: \"queried\", clientId: \"cid\", customProvider: $p}) { id } }", json!({ "p": add("queried", Some(&format!("{realm}?tenant=1"))) }))
+            .await;
+        assert_eq!(code, "BAD_USER_INPUT");
+    }
+);
+
 oauth_test!(
     redirect_uris_must_match_exactly,
     |app, fake, tenant, integration| async {

@@ -11,8 +11,8 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::client::{TokenEndpoint, Tokens};
-use super::flow_binding;
+use super::client::{Endpoints, TokenEndpoint, Tokens, spec};
+use super::{flow_binding, issuer};
 use crate::auth::{AppScope, Tenancy};
 use crate::crypto::tokens::hash_secret;
 use crate::error::{Error, Result};
@@ -71,8 +71,18 @@ pub async fn callback(
         ));
     }
     let back = |query: &[(&str, &str)]| Outcome::Redirect(with_query(&flow.redirect_uri, query));
+    let source = match Source::of(deps, &flow).await {
+        Ok(source) => source,
+        Err(err) => {
+            tracing::warn!(flow = %flow.id, error = ?err, "the flow's integration is unavailable");
+            return Ok(back(&[
+                ("error", "server_error"),
+                ("error_description", "the integration is unavailable"),
+            ]));
+        }
+    };
     if let Some(iss) = &params.iss
-        && iss.trim_end_matches('/') != flow.issuer.trim_end_matches('/')
+        && !issuer::matches(iss, &flow.issuer, source.endpoints.issuer.is_some())
     {
         tracing::warn!(flow = %flow.id, "callback issuer does not match the flow's");
         return Ok(back(&[
@@ -95,7 +105,7 @@ pub async fn callback(
     else {
         return Ok(back(&[("error", "invalid_request")]));
     };
-    match exchange(deps, http, &flow, code).await {
+    match exchange(deps, http, &source, &flow, code).await {
         Ok(tokens) => {
             let connection = store(deps, &flow, tokens, &params.extra).await?;
             let id = ids::encode(NodeType::Connection, connection);
@@ -111,17 +121,44 @@ pub async fn callback(
     }
 }
 
+/// The flow's integration and provider, read once for the issuer check and the exchange.
+struct Source {
+    integration: entity::integration::Model,
+    provider: std::sync::Arc<crate::catalog::Provider>,
+    environment: Environment,
+    endpoints: Endpoints,
+}
+
+impl Source {
+    async fn of(deps: &Deps<'_>, flow: &Model) -> Result<Self> {
+        let tenancy = Tenancy::Application(flow.application_id);
+        let integration = integrations::get_in(deps.db, tenancy, flow.integration_id).await?;
+        let provider = integrations::provider(deps.catalog, &integration)?;
+        let environment = Environment::parse_stored(&flow.environment);
+        let endpoints = Endpoints::of(spec(&provider)?, environment);
+        Ok(Self {
+            integration,
+            provider,
+            environment,
+            endpoints,
+        })
+    }
+}
+
 async fn exchange(
     deps: &Deps<'_>,
     http: &reqwest::Client,
+    source: &Source,
     flow: &Model,
     code: String,
 ) -> Result<Tokens> {
-    let tenancy = Tenancy::Application(flow.application_id);
-    let integration = integrations::get_in(deps.db, tenancy, flow.integration_id).await?;
-    let provider = integrations::provider(deps.catalog, &integration)?;
-    let environment = Environment::parse_stored(&flow.environment);
-    let endpoint = TokenEndpoint::new(deps, &integration, &provider, environment, &flow.settings)?;
+    let endpoint = TokenEndpoint::new(
+        deps,
+        &source.integration,
+        &source.provider,
+        source.environment,
+        &flow.settings,
+    )?;
     let verifier = match &flow.pkce_verifier {
         Some(sealed) => {
             let plain = deps

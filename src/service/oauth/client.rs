@@ -237,6 +237,8 @@ pub struct Endpoints {
     pub authorize: String,
     pub token: String,
     pub revoke: Option<String>,
+    /// The issuer, when the catalog names it.
+    pub issuer: Option<String>,
 }
 
 impl Endpoints {
@@ -251,6 +253,7 @@ impl Endpoints {
                 .unwrap_or_else(|| oauth.authorize_url.clone()),
             token: sandbox.token_url.unwrap_or_else(|| oauth.token_url.clone()),
             revoke: sandbox.revoke_url.or_else(|| oauth.revoke_url.clone()),
+            issuer: sandbox.issuer.or_else(|| oauth.issuer.clone()),
         }
     }
 }

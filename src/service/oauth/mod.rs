@@ -3,12 +3,13 @@
 //! `start` records a single-use flow (a 256-bit `state`, stored hashed; a PKCE S256 verifier,
 //! sealed; the issuer; a 10-minute expiry) and returns the provider's authorize URL.
 //! `callback` (`callback.rs`) claims the flow atomically (a replayed or expired `state` gets
-//! nothing, and no token request is made), checks the issuer when the provider names one,
+//! nothing, and no token request is made), checks the response's issuer when it names one (`issuer.rs`),
 //! exchanges the code with a client that follows no redirects, stores the tokens, and sends the
 //! browser back to the application's exact redirect URI.
 
 mod callback;
 pub mod client;
+mod issuer;
 mod link;
 
 pub use callback::{CallbackParams, Outcome, callback};
@@ -86,6 +87,10 @@ pub async fn start(deps: &Deps<'_>, scope: &AppScope, input: StartFlow) -> Resul
     let authorize_url = template::render(&endpoints.authorize, &values)
         .map_err(|e| Error::bad_input(format!("{e}: it is needed before authorization")))?;
     let token_url = template::render(&endpoints.token, &values).map_err(Error::BadInput)?;
+    let configured_issuer = match &endpoints.issuer {
+        Some(issuer) => Some(template::render(issuer, &values).map_err(Error::BadInput)?),
+        None => None,
+    };
     for url in [&authorize_url, &token_url] {
         let parsed =
             url::Url::parse(url).map_err(|_| Error::bad_input("a provider URL is invalid"))?;
@@ -123,7 +128,10 @@ pub async fn start(deps: &Deps<'_>, scope: &AppScope, input: StartFlow) -> Resul
         settings: Set(settings),
         pkce_verifier: Set(sealed_verifier.as_ref().map(|(s, _)| s.clone())),
         pkce_verifier_key_id: Set(sealed_verifier.map(|(_, k)| k)),
-        issuer: Set(issuer_of(&authorize_url)),
+        issuer: Set(issuer::expected(
+            configured_issuer.as_deref(),
+            &authorize_url,
+        )),
         created_at: Set(now),
         expires_at: Set(expires_at),
         used_at: Set(None),
@@ -163,14 +171,6 @@ pub async fn purge_expired_flows(db: &sea_orm::DatabaseConnection) -> Result<u64
         .exec(db)
         .await?;
     Ok(deleted.rows_affected)
-}
-
-/// The authorization server's issuer identifier: its origin (RFC 9207 allows a path, but
-/// no catalog provider uses one).
-fn issuer_of(authorize_url: &str) -> String {
-    url::Url::parse(authorize_url)
-        .map(|u| u.origin().ascii_serialization())
-        .unwrap_or_default()
 }
 
 fn resolve_redirect(app: &entity::application::Model, given: Option<&str>) -> Result<String> {
