@@ -1,6 +1,7 @@
 //! Token refresh: on demand near expiry, exactly once under concurrency (one process, and
 //! two instances sharing one PostgreSQL), rotation, backoff, invalid, and revocation.
 
+use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
 use crate::fake_provider::FakeProvider;
@@ -47,20 +48,33 @@ macro_rules! refresh_test {
 refresh_test!(
     near_expiry_tokens_are_refreshed_and_rotated,
     |app, fake, tenant| async {
-        // Tokens that live 60 s are inside the 5-minute margin: every read refreshes first.
+        // A token that lives 60 s is inside the 5-minute margin from the start: it is handed
+        // out for the first half of its life, not refreshed at every read.
         fake.set(|s| s.expires_in = 60);
         let id = connected(&app, &fake, &tenant).await;
+        let data = app.ok(&tenant.key, CREDS, json!({ "id": id })).await;
+        assert_eq!(data["connectionCredentials"]["accessToken"], "at-1");
+        assert_eq!(fake.refresh_requests(), 0);
+        // Past that (obtained long ago), the read refreshes first.
+        app.db()
+            .execute_unprepared("UPDATE connections SET created_at = '2000-01-01T00:00:00Z'")
+            .await
+            .unwrap();
         let data = app.ok(&tenant.key, CREDS, json!({ "id": id })).await;
         assert_eq!(data["connectionCredentials"]["accessToken"], "at-2");
         assert_eq!(
             data["connectionCredentials"]["refreshToken"], "rt-2",
             "rotated"
         );
+        let data = app.ok(&tenant.key, CREDS, json!({ "id": id })).await;
+        assert_eq!(data["connectionCredentials"]["accessToken"], "at-2");
         assert_eq!(fake.refresh_requests(), 1);
 
         // Long-lived tokens are handed out as they are.
         fake.set(|s| s.expires_in = 3600);
-        let data = app.ok(&tenant.key, CREDS, json!({ "id": id })).await;
+        let data = app
+            .ok(&tenant.key, CREDS, json!({ "id": id, "f": true }))
+            .await;
         assert_eq!(data["connectionCredentials"]["accessToken"], "at-3");
         let data = app.ok(&tenant.key, CREDS, json!({ "id": id })).await;
         assert_eq!(data["connectionCredentials"]["accessToken"], "at-3");
@@ -232,7 +246,6 @@ async fn setup_with_key(backend: Backend) -> Option<(TestApp, FakeProvider, Tena
 }
 
 async fn expire(app: &TestApp, _id: &str) {
-    use sea_orm::ConnectionTrait;
     app.db()
         .execute_unprepared("UPDATE connections SET expires_at = created_at")
         .await
@@ -240,7 +253,6 @@ async fn expire(app: &TestApp, _id: &str) {
 }
 
 async fn clear_cooldown(app: &TestApp) {
-    use sea_orm::ConnectionTrait;
     app.db()
         .execute_unprepared("UPDATE connections SET next_refresh_at = NULL")
         .await
@@ -305,7 +317,6 @@ async fn a_stalled_lease_holder_cannot_overwrite_newer_tokens() {
 refresh_test!(
     the_background_pass_picks_expiring_and_stale_connections,
     |app, fake, tenant| async {
-        use sea_orm::ConnectionTrait;
         let id = connected(&app, &fake, &tenant).await;
         let uuid = |gid: &str| {
             use base64::Engine;
@@ -335,6 +346,29 @@ refresh_test!(
             .execute_unprepared("UPDATE connections SET last_refreshed_at = '2000-01-01T00:00:00Z'")
             .await
             .unwrap();
+        assert_eq!(due().await.unwrap(), vec![uuid(&id)]);
+
+        // A two-minute token inside the 10-minute window is left for the first half of its
+        // life, then due.
+        use entity::connection::{Column, Entity};
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+        let two_minute_token = |age: i64| {
+            let now = chrono::Utc::now();
+            Entity::update_many()
+                .col_expr(
+                    Column::LastRefreshedAt,
+                    Expr::value(now - chrono::Duration::seconds(age)),
+                )
+                .col_expr(
+                    Column::ExpiresAt,
+                    Expr::value(now + chrono::Duration::seconds(120 - age)),
+                )
+                .filter(Column::Id.eq(uuid(&id)))
+                .exec(app.db())
+        };
+        two_minute_token(50).await.unwrap();
+        assert!(due().await.unwrap().is_empty());
+        two_minute_token(70).await.unwrap();
         assert_eq!(due().await.unwrap(), vec![uuid(&id)]);
     }
 );

@@ -238,7 +238,7 @@ impl LiveCredentials {
 }
 
 /// The decrypted credentials of a connection, for its application's backend. An OAuth token
-/// within five minutes of expiry (any token with `force_refresh`) is refreshed first; if that
+/// near expiry (`refresh::due`; any token with `force_refresh`) is refreshed first; if that
 /// fails while the old token still lives, the old token is handed out.
 pub async fn credentials(
     deps: &Deps<'_>,
