@@ -37,17 +37,6 @@ pub fn provider(p: &Provider, allow_insecure: &dyn Fn(&url::Url) -> bool) -> Res
             if let Some(revoke) = &oauth.revoke_url {
                 urls.push(("revoke_url", revoke));
             }
-            for issuer in [
-                &oauth.issuer,
-                &oauth.sandbox.as_ref().and_then(|s| s.issuer.clone()),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                if issuer.contains(['?', '#']) {
-                    return Err(ctx("an issuer has no query or fragment".into()));
-                }
-            }
             if let Some(issuer) = &oauth.issuer {
                 urls.push(("issuer", issuer));
             }
@@ -78,6 +67,9 @@ pub fn provider(p: &Provider, allow_insecure: &dyn Fn(&url::Url) -> bool) -> Res
         (None, _) => {}
     }
     for (name, url) in urls {
+        if name.ends_with("issuer") && url.contains(['?', '#']) {
+            return Err(ctx(format!("{name} may have no query or fragment")));
+        }
         for placeholder in template::placeholders(url) {
             if !settings.contains(placeholder) {
                 return Err(ctx(format!(

@@ -3,9 +3,9 @@
 //! `start` records a single-use flow (a 256-bit `state`, stored hashed; a PKCE S256 verifier,
 //! sealed; the issuer; a 10-minute expiry) and returns the provider's authorize URL.
 //! `callback` (`callback.rs`) claims the flow atomically (a replayed or expired `state` gets
-//! nothing, and no token request is made), checks the response's issuer when it names one (`issuer.rs`),
-//! exchanges the code with a client that follows no redirects, stores the tokens, and sends the
-//! browser back to the application's exact redirect URI.
+//! nothing, and no token request is made), checks the response's issuer when it names one
+//! (`issuer.rs`), exchanges the code with a client that follows no redirects, stores the
+//! tokens, and sends the browser back to the application's exact redirect URI.
 
 mod callback;
 pub mod client;
@@ -87,10 +87,10 @@ pub async fn start(deps: &Deps<'_>, scope: &AppScope, input: StartFlow) -> Resul
     let authorize_url = template::render(&endpoints.authorize, &values)
         .map_err(|e| Error::bad_input(format!("{e}: it is needed before authorization")))?;
     let token_url = template::render(&endpoints.token, &values).map_err(Error::BadInput)?;
-    let configured_issuer = match &endpoints.issuer {
-        Some(issuer) => Some(template::render(issuer, &values).map_err(Error::BadInput)?),
-        None => None,
-    };
+    let configured_issuer = (endpoints.issuer.as_deref())
+        .map(|issuer| template::render(issuer, &values))
+        .transpose()
+        .map_err(Error::BadInput)?;
     for url in [&authorize_url, &token_url] {
         let parsed =
             url::Url::parse(url).map_err(|_| Error::bad_input("a provider URL is invalid"))?;
