@@ -34,6 +34,9 @@ pub struct FakeState {
     /// Requests that reached `/elsewhere` (a redirect target that must never be hit).
     pub elsewhere_hits: usize,
     pub fail_with: Option<String>,
+    /// Answer as some real providers do: no `token_type`, `expires_in` as a string, JSON
+    /// labelled `text/plain`, and errors with a 200 status.
+    pub quirks: bool,
     /// Calls that reached the fake API (`/api/…`), in order.
     pub api_requests: Vec<ApiRequest>,
     /// Access tokens the API answers 401 to (revoked early at the provider).
@@ -204,6 +207,9 @@ async fn token(
         Some("refresh_token") => {
             state.refresh_requests += 1;
             if let Some(error) = state.fail_with.clone() {
+                if state.quirks {
+                    return HttpResponse::Ok().json(json!({ "error": error }));
+                }
                 return HttpResponse::BadRequest().json(json!({ "error": error }));
             }
             let presented = form.get("refresh_token").cloned().unwrap_or_default();
@@ -237,6 +243,13 @@ fn issue(state: &mut FakeState, family: &str) -> HttpResponse {
             .refresh_tokens
             .insert(refresh.clone(), (family.to_owned(), true));
         body["refresh_token"] = json!(refresh);
+    }
+    if state.quirks {
+        body.as_object_mut().unwrap().remove("token_type");
+        body["expires_in"] = json!(state.expires_in.to_string());
+        return HttpResponse::Ok()
+            .content_type("text/plain")
+            .body(body.to_string());
     }
     HttpResponse::Ok().json(body)
 }

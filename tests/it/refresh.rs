@@ -191,6 +191,36 @@ refresh_test!(
     }
 );
 
+refresh_test!(
+    answers_that_bend_rfc_6749_are_read_as_meant,
+    |app, fake, tenant| async {
+        fake.set(|s| s.quirks = true);
+        let id = connected(&app, &fake, &tenant).await;
+        let data = app
+            .ok(&tenant.key, "query($id: ID!) { connection(id: $id) { state expiresAt } connectionCredentials(id: $id) { accessToken tokenType } }", json!({ "id": id }))
+            .await;
+        assert_eq!(data["connection"]["state"], "CALLABLE");
+        assert_eq!(data["connectionCredentials"]["accessToken"], "at-1");
+        assert_eq!(data["connectionCredentials"]["tokenType"], "Bearer");
+        let expires_at: chrono::DateTime<chrono::Utc> = data["connection"]["expiresAt"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let left = expires_at - chrono::Utc::now();
+        assert!(left > chrono::Duration::minutes(59), "{left}");
+        // A dead grant answered with 200 is still a dead grant, not a network failure.
+        fake.set(|s| s.fail_with = Some("invalid_grant".into()));
+        let (_, body) = app
+            .graphql(&tenant.key, CREDS, json!({ "id": id, "f": true }))
+            .await;
+        assert_eq!(body["errors"][0]["extensions"]["code"], "UPSTREAM_ERROR");
+        let metrics = app.metrics().await;
+        let refreshes = |outcome| by_outcome(&metrics, "keyway_token_refreshes_total", outcome);
+        assert_eq!(refreshes("invalid_grant"), Some(1.0));
+    }
+);
+
 refresh_test!(refresh_connection_forces_one, |app, fake, tenant| async {
     let id = connected(&app, &fake, &tenant).await;
     let data = app

@@ -131,7 +131,7 @@ impl TokenEndpoint {
         if let Some(verifier) = verifier {
             request = request.set_pkce_verifier(PkceCodeVerifier::new(verifier));
         }
-        let send = |req| crate::upstream::send_oauth(http.clone(), req);
+        let send = |req| token_request(http.clone(), req);
         tokens(request.request_async(&send).await, &self.scope_separator)
     }
 
@@ -141,7 +141,7 @@ impl TokenEndpoint {
         refresh_token: String,
     ) -> std::result::Result<Tokens, TokenError> {
         let token = RefreshToken::new(refresh_token);
-        let send = |req| crate::upstream::send_oauth(http.clone(), req);
+        let send = |req| token_request(http.clone(), req);
         let response = self
             .client
             .exchange_refresh_token(&token)
@@ -191,6 +191,16 @@ impl TokenEndpoint {
             )))
         }
     }
+}
+
+/// One call to a token endpoint, its answer made readable (`quirks`).
+async fn token_request(
+    http: reqwest::Client,
+    request: oauth2::HttpRequest,
+) -> std::result::Result<oauth2::HttpResponse, reqwest::Error> {
+    crate::upstream::send_oauth(http, request)
+        .await
+        .map(super::quirks::normalize)
 }
 
 /// `separator`: the provider's scope separator. The crate splits `scope` on spaces only, so

@@ -11,6 +11,7 @@ mod callback;
 pub mod client;
 mod issuer;
 mod link;
+mod quirks;
 
 pub use callback::{CallbackParams, Outcome, callback};
 pub use link::{AUTHORIZE_LINK_MINUTES, authorize_link, open_authorize_link};
