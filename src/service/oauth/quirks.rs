@@ -5,6 +5,7 @@
 //! - `expires_in` as a string (`"3599"`, Azure AD v1) or a fraction: whole seconds;
 //! - an error with a 2xx status (GitHub, Zoho, Slack's `ok: false`): read as the §5.2 error
 //!   it is, so a dead grant is told apart from a network failure;
+//! - `scope` as an array (Twitch): the space-separated string RFC 6749 §3.3 defines;
 //! - JSON labelled `text/plain` or `text/javascript`: JSON.
 //!
 //! Anything that is not a JSON object is passed on untouched, for the crate to refuse.
@@ -34,6 +35,10 @@ pub fn normalize(response: HttpResponse) -> HttpResponse {
                 body.remove("expires_in");
             }
             None => {}
+        }
+        if let Some(Value::Array(scopes)) = body.get("scope") {
+            let joined: Vec<&str> = scopes.iter().filter_map(Value::as_str).collect();
+            body.insert("scope".into(), Value::from(joined.join(" ")));
         }
     }
     parts.headers.remove(header::CONTENT_LENGTH);
@@ -105,6 +110,19 @@ mod tests {
             assert_eq!(normalized["expires_in"].as_u64(), expected, "{given}");
             assert_eq!(normalized["token_type"], "bearer", "a given type is kept");
         }
+    }
+
+    #[test]
+    fn scopes_given_as_an_array_are_space_separated() {
+        let twitch = answer(
+            200,
+            "application/json",
+            r#"{"access_token":"t","token_type":"bearer","scope":["user:read:email","chat:read"]}"#,
+        );
+        assert_eq!(
+            body_of(&normalize(twitch))["scope"],
+            "user:read:email chat:read"
+        );
     }
 
     #[test]
