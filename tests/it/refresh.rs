@@ -209,8 +209,9 @@ refresh_test!(
             .unwrap();
         let left = expires_at - chrono::Utc::now();
         assert!(left > chrono::Duration::minutes(59), "{left}");
-        // A dead grant answered with 200 is still a dead grant, not a network failure.
-        fake.set(|s| s.fail_with = Some("invalid_grant".into()));
+        // A dead grant answered with 200, under GitHub's name for it, is still a dead grant,
+        // not a failure worth retrying.
+        fake.set(|s| s.fail_with = Some("bad_refresh_token".into()));
         let (_, body) = app
             .graphql(&tenant.key, CREDS, json!({ "id": id, "f": true }))
             .await;

@@ -5,6 +5,9 @@
 //! - `expires_in` as a string (`"3599"`, Azure AD v1) or a fraction: whole seconds;
 //! - an error with a 2xx status (GitHub, Zoho, Slack's `ok: false`): read as the §5.2 error
 //!   it is, so a dead grant is told apart from a network failure;
+//! - a dead refresh token by another name (GitHub's `bad_refresh_token`, Slack's
+//!   `invalid_refresh_token`): `invalid_grant`, so the connection is declared invalid in time
+//!   instead of being retried for ever;
 //! - `scope` as an array (Twitch): the space-separated string RFC 6749 §3.3 defines;
 //! - JSON labelled `text/plain` or `text/javascript`: JSON.
 //!
@@ -21,6 +24,11 @@ pub fn normalize(response: HttpResponse) -> HttpResponse {
     let (mut parts, _) = response.into_parts();
     if parts.status.is_success() && is_error(&body) {
         parts.status = StatusCode::BAD_REQUEST;
+    }
+    if let Some(Value::String(error)) = body.get("error")
+        && DEAD_GRANT_SYNONYMS.contains(&error.as_str())
+    {
+        body.insert("error".into(), Value::from("invalid_grant"));
     }
     if body.contains_key("access_token") {
         if body.get("token_type").is_none_or(Value::is_null) {
@@ -49,6 +57,9 @@ pub fn normalize(response: HttpResponse) -> HttpResponse {
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     HttpResponse::from_parts(parts, bytes)
 }
+
+/// Error codes some providers use where RFC 6749 §5.2 says `invalid_grant`.
+const DEAD_GRANT_SYNONYMS: &[&str] = &["bad_refresh_token", "invalid_refresh_token"];
 
 fn is_error(body: &Map<String, Value>) -> bool {
     body.get("error").is_some_and(Value::is_string) && !body.contains_key("access_token")
@@ -141,6 +152,17 @@ mod tests {
             r#"{"ok":false,"error":"invalid_code"}"#,
         );
         assert_eq!(normalize(slack).status(), 400);
+        let dead = answer(
+            200,
+            "application/json",
+            r#"{"error":"bad_refresh_token","error_description":"The refresh token passed is incorrect or expired."}"#,
+        );
+        let normalized = body_of(&normalize(dead));
+        assert_eq!(normalized["error"], "invalid_grant");
+        assert_eq!(
+            normalized["error_description"],
+            "The refresh token passed is incorrect or expired."
+        );
         // A real error status stays as it is.
         let refused = answer(401, "application/json", r#"{"error":"invalid_client"}"#);
         assert_eq!(normalize(refused).status(), 401);
