@@ -26,11 +26,11 @@ where
 
 /// The complexity of a page of `first` items: the page size as the resolver will take it.
 /// Clamped, so that a `first` out of range is refused by the resolver with its own message
-/// ("first must be between 1 and 200") rather than as "Query is too complex".
+/// ("first must be between 0 and 200") rather than as "Query is too complex".
 pub fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {
     use crate::service::pagination::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
     let size = first.map_or(DEFAULT_PAGE_SIZE, |f| {
-        f.clamp(1, MAX_PAGE_SIZE as i32) as u64
+        f.clamp(0, MAX_PAGE_SIZE as i32) as u64
     });
     size as usize * child_complexity
 }

@@ -20,10 +20,11 @@ impl PageRequest {
     pub fn parse(first: Option<i32>, after: Option<&str>) -> Result<Self> {
         let first = match first {
             None => DEFAULT_PAGE_SIZE,
-            Some(n) if (1..=MAX_PAGE_SIZE as i32).contains(&n) => n as u64,
+            // 0 is a Relay page too: no edges, with `totalCount` and `hasNextPage`.
+            Some(n) if (0..=MAX_PAGE_SIZE as i32).contains(&n) => n as u64,
             Some(_) => {
                 return Err(Error::bad_input(format!(
-                    "first must be between 1 and {MAX_PAGE_SIZE}"
+                    "first must be between 0 and {MAX_PAGE_SIZE}"
                 )));
             }
         };
@@ -74,7 +75,8 @@ mod tests {
 
     #[test]
     fn first_is_bounded_and_cursors_round_trip() {
-        assert!(PageRequest::parse(Some(0), None).is_err());
+        assert!(PageRequest::parse(Some(-1), None).is_err());
+        assert_eq!(PageRequest::parse(Some(0), None).unwrap().fetch_limit(), 1);
         assert!(PageRequest::parse(Some(201), None).is_err());
         assert_eq!(PageRequest::parse(None, None).unwrap().first, 20);
         let cursor = encode_cursor("user-42");

@@ -50,6 +50,18 @@ db_test!(pages_walk_every_consumer_once_in_order, |app| async {
     // The default page size is 20.
     let page = app.ok(&tenant.key, PAGE, json!({})).await;
     assert_eq!(ids(&page).len(), 20);
+
+    // `first: 0` (Relay allows it) answers the count and whether rows follow, with no edges.
+    let page = app.ok(&tenant.key, PAGE, json!({ "first": 0 })).await;
+    assert!(ids(&page).is_empty());
+    assert_eq!(page["consumers"]["totalCount"], 45);
+    assert_eq!(page["consumers"]["pageInfo"]["hasNextPage"], true);
+    let all = app.ok(&tenant.key, PAGE, json!({ "first": 200 })).await;
+    let end = all["consumers"]["pageInfo"]["endCursor"].clone();
+    let page = app
+        .ok(&tenant.key, PAGE, json!({ "first": 0, "after": end }))
+        .await;
+    assert_eq!(page["consumers"]["pageInfo"]["hasNextPage"], false);
 });
 
 db_test!(upsert_creates_then_updates_only_given_fields, |app| async {

@@ -109,7 +109,7 @@ db_test!(answers_follow_the_accept_header, |app| async {
         &app,
         key,
         apollo,
-        &query("{ logs(first: 0) { edges { cursor } } }"),
+        &query("{ logs(first: -1) { edges { cursor } } }"),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
