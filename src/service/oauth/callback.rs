@@ -107,7 +107,7 @@ pub async fn callback(
     };
     match exchange(deps, http, &source, &flow, code).await {
         Ok(tokens) => {
-            let connection = store(deps, &flow, tokens, &params.extra).await?;
+            let connection = store(deps, &flow, &source, tokens, &params.extra).await?;
             let id = ids::encode(NodeType::Connection, connection);
             Ok(back(&[("connection_id", id.as_str())]))
         }
@@ -121,7 +121,8 @@ pub async fn callback(
     }
 }
 
-/// The flow's integration and provider, read once for the issuer check and the exchange.
+/// The flow's integration and provider, read once for the issuer check, the exchange and
+/// the stored connection's settings.
 struct Source {
     integration: entity::integration::Model,
     provider: std::sync::Arc<crate::catalog::Provider>,
@@ -178,17 +179,12 @@ async fn exchange(
 async fn store(
     deps: &Deps<'_>,
     flow: &Model,
+    source: &Source,
     tokens: Tokens,
     callback_extra: &BTreeMap<String, String>,
 ) -> Result<Uuid> {
     let scope = AppScope::trusted(flow.application_id);
-    let integration = integrations::get_in(
-        deps.db,
-        Tenancy::Application(flow.application_id),
-        flow.integration_id,
-    )
-    .await?;
-    let provider = integrations::provider(deps.catalog, &integration)?;
+    let provider = &source.provider;
     // Settings the provider hands over during authorization (Salesforce's instance_url in
     // the token response, QuickBooks' realmId on the callback).
     let mut settings = flow.settings.as_object().cloned().unwrap_or_default();

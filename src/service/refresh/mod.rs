@@ -2,15 +2,16 @@
 //!
 //! 1. In this process, one caller per connection goes on (`gates`); the others wait, then
 //!    re-read and usually find fresh tokens.
-//! 2. Across replicas, a lease row (`refresh_lease_secs` long) (`refresh_leases`: owner token, expiry) — never a database
-//!    lock held across the HTTP call. Whoever cannot take it waits for the connection's
-//!    `version` to move, or for the lease to lapse.
+//! 2. Across replicas, a lease row of `refresh_leases` (owner token, expiry;
+//!    `refresh_lease_secs` long), never a database lock held across the HTTP call. Whoever
+//!    cannot take it waits for the connection's `version` to move, or for the lease to lapse.
 //! 3. After taking the lease the connection is read again (someone may just have refreshed),
 //!    and the new tokens are written only if `version` is still the one read (fencing): a
 //!    holder that stalled past its lease cannot overwrite newer tokens.
 //!
 //! A response without a refresh token keeps the old one. Failures back off; repeated
 //! `invalid_grant` makes the connection `invalid` with one `connection.invalid` event.
+//! When a refresh is due is `due.rs`'s business.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,8 +22,8 @@ use entity::connection::{self, Column, Entity, Model};
 use entity::refresh_lease;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, SqlErr, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, SqlErr,
+    TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -34,11 +35,10 @@ use crate::auth::Tenancy;
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, RefreshOutcome};
 
-/// Tokens this close to expiry (half their lifetime, if shorter: see `margin`) are refreshed
-/// before they are handed out.
-pub const MARGIN_MINUTES: i64 = 5;
-/// Connections not refreshed for this long are refreshed in the background.
-pub const STALE_HOURS: i64 = 24;
+mod due;
+
+pub use due::{due, due_in_background};
+
 const WAIT_STEP: std::time::Duration = std::time::Duration::from_millis(25);
 /// `invalid_grant` answers in a row before a connection is declared invalid.
 pub const INVALID_AFTER: i32 = 3;
@@ -92,8 +92,7 @@ impl Refresher {
         result
     }
 
-    /// The background pass, forever: tokens about to expire and connections not refreshed
-    /// for `STALE_HOURS`, a batch every `interval`.
+    /// The background pass, forever: a batch of `due_in_background` every `interval`.
     pub async fn run(&self, state: crate::state::AppState, interval: std::time::Duration) {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -203,27 +202,6 @@ impl Refresher {
             gates.remove(&id);
         }
     }
-}
-
-/// A connection whose token should be refreshed before use.
-pub fn due(conn: &Model) -> bool {
-    conn.auth_type == "oauth2"
-        && conn.credentials.is_some()
-        && conn.deleted_at.is_none()
-        && conn.revoked_at.is_none()
-        && conn.expires_at.is_some_and(|at| {
-            let obtained = conn.last_refreshed_at.unwrap_or(conn.created_at);
-            at <= Utc::now() + margin(at, obtained, Duration::minutes(MARGIN_MINUTES))
-        })
-}
-
-/// How long before its expiry a token is refreshed: `at_most`, or half its lifetime when
-/// that is shorter. A token that lives five minutes (Keycloak's default) would otherwise be
-/// inside the margin from the start and refreshed at every use. `obtained` is when the
-/// tokens were last written by a refresh, else when the connection was made: for tokens
-/// re-authorized since, that overstates the lifetime, which only brings back `at_most`.
-pub fn margin(expires_at: DateTime<Utc>, obtained: DateTime<Utc>, at_most: Duration) -> Duration {
-    ((expires_at - obtained) / 2).clamp(Duration::zero(), at_most)
 }
 
 /// After another replica finished: fine if it refreshed, its failure otherwise.
@@ -367,82 +345,4 @@ async fn write_failure(deps: &Deps<'_>, read: &Model, failure: TokenError) -> Re
 
 async fn load_in<C: sea_orm::ConnectionTrait>(db: &C, id: Uuid) -> Result<Model> {
     Entity::find_by_id(id).one(db).await?.ok_or(Error::NotFound)
-}
-
-/// Connections the background pass should refresh now: tokens within `2 × MARGIN_MINUTES`
-/// of expiry (half their lifetime, for short-lived ones; see `margin`), and connections not
-/// refreshed for `STALE_HOURS`. Soonest expiry first.
-pub async fn due_in_background(db: &DatabaseConnection, limit: u64) -> Result<Vec<Uuid>> {
-    let now = Utc::now();
-    let at_most = Duration::minutes(MARGIN_MINUTES * 2);
-    let stale = now - Duration::hours(STALE_HOURS);
-    let stale_condition = sea_orm::Condition::any()
-        .add(Column::LastRefreshedAt.lte(stale))
-        .add(
-            sea_orm::Condition::all()
-                .add(Column::LastRefreshedAt.is_null())
-                .add(Column::CreatedAt.lte(stale)),
-        );
-    type Candidate = (
-        Uuid,
-        Option<DateTime<Utc>>,
-        Option<DateTime<Utc>>,
-        DateTime<Utc>,
-    );
-    // Short-lived tokens inside the window that are not yet half-way are left for a later
-    // pass, so more rows than `limit` are read; they are few at any moment.
-    let candidates: Vec<Candidate> = Entity::find()
-        .select_only()
-        .columns([
-            Column::Id,
-            Column::ExpiresAt,
-            Column::LastRefreshedAt,
-            Column::CreatedAt,
-        ])
-        .filter(Column::AuthType.eq("oauth2"))
-        .filter(Column::Credentials.is_not_null())
-        .filter(Column::State.is_in(["callable", "authorized"]))
-        .filter(
-            sea_orm::Condition::any()
-                .add(Column::NextRefreshAt.is_null())
-                .add(Column::NextRefreshAt.lte(now)),
-        )
-        .filter(
-            sea_orm::Condition::any()
-                .add(Column::ExpiresAt.lte(now + at_most))
-                .add(stale_condition),
-        )
-        .order_by_asc(Column::ExpiresAt)
-        .limit(limit * 4)
-        .into_tuple()
-        .all(db)
-        .await?;
-    Ok(candidates
-        .into_iter()
-        .filter(|(_, expires_at, last_refreshed_at, created_at)| {
-            let obtained = last_refreshed_at.unwrap_or(*created_at);
-            obtained <= stale
-                || expires_at.is_some_and(|at| at <= now + margin(at, obtained, at_most))
-        })
-        .map(|(id, ..)| id)
-        .take(limit as usize)
-        .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_margin_is_half_a_short_lifetime_and_at_most_the_limit() {
-        let now = Utc::now();
-        let five = Duration::minutes(5);
-        let margin_for = |lifetime: Duration| margin(now + lifetime, now, five);
-        assert_eq!(margin_for(Duration::seconds(60)), Duration::seconds(30));
-        assert_eq!(margin_for(Duration::minutes(5)), Duration::seconds(150));
-        assert_eq!(margin_for(Duration::minutes(10)), five);
-        assert_eq!(margin_for(Duration::hours(1)), five);
-        // Obtained after it expired (a clock step, a bad import): refreshed once expired.
-        assert_eq!(margin_for(Duration::seconds(-30)), Duration::zero());
-    }
 }
