@@ -48,6 +48,8 @@ impl Integration {
         integrations::scopes(&self.0)
     }
 
+    /// A disabled integration starts no connect flow and is proxied through by none of its
+    /// connections (`CONFLICT`); its connections and their credentials are kept.
     async fn enabled(&self) -> bool {
         self.0.enabled
     }
@@ -214,6 +216,7 @@ impl IntegrationMutation {
     }
 
     /// Permissions: operator, or an unrestricted secret key of the application.
+    /// Takes effect on the next proxied call, on every replica.
     async fn update_integration(
         &self,
         ctx: &Context<'_>,

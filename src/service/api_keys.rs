@@ -8,6 +8,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use super::events::relay;
 use super::validate;
 use crate::auth::{AppScope, Tenancy};
 use crate::crypto::Secret;
@@ -72,7 +73,7 @@ pub async fn revoke(db: &DatabaseConnection, scope: &AppScope, id: Uuid) -> Resu
     let mut row: ActiveModel = key.into();
     row.revoked_at = Set(Some(Utc::now()));
     let key = row.update(db).await?;
-    crate::service::events::relay::notify_revoked(db).await?;
+    relay::notify(db, relay::Notice::Revoked).await?;
     tracing::info!(key_id = %key.id, application_id = %key.application_id, "API key revoked");
     Ok(key)
 }

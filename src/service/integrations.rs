@@ -7,11 +7,12 @@ use chrono::Utc;
 use entity::integration::{ActiveModel, Column, Entity, Model};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, SqlErr,
+    QueryOrder, QuerySelect, Set, SqlErr, TransactionTrait,
 };
 use uuid::Uuid;
 
 use super::connections::Deps;
+use super::events::relay;
 use super::keys::{KeyStore, integration_binding};
 use super::pagination::{Page, PageRequest};
 use super::validate;
@@ -152,7 +153,14 @@ pub async fn update(
         row.custom_provider = Set(Some(to_json(&custom)?));
     }
     row.updated_at = Set(Utc::now());
-    Ok(row.update(db).await?)
+    // Proxy targets hold the provider's definition and are called through only while the
+    // integration is enabled: every replica's are dropped once the change commits.
+    let txn = db.begin().await?;
+    let updated = row.update(&txn).await?;
+    relay::notify(&txn, relay::Notice::IntegrationChanged).await?;
+    txn.commit().await?;
+    deps.cache.forget_all();
+    Ok(updated)
 }
 
 /// Refused while live connections use it: they would lose their client and provider.

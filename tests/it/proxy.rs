@@ -911,19 +911,106 @@ async fn api_key_connection(
     tenant: &Tenant,
     key: &str,
 ) -> String {
-    let definition = json!({
-        "service_id": "fakekey", "name": "Fake key", "unified_api": "crm", "auth_type": "api_key",
-        "base_url": format!("{}/api/v1", fake.base),
-        "credential_fields": [{"id": "api_key", "label": "API key", "type": "password", "required": true}],
-        "injection": {"type": "header", "name": "X-Api-Key", "field": "api_key"},
-        "headers": {"X-Api-Version": "2024-01"}
-    });
-    app.ok(&tenant.key, "mutation($p: JSON) { createIntegration(input: {serviceId: \"fakekey\", customProvider: $p}) { id } }", json!({ "p": definition })).await;
+    api_key_integration_and_connection(app, fake, tenant, key)
+        .await
+        .1
+}
+
+/// `api_key_connection`'s integration and connection ids.
+async fn api_key_integration_and_connection(
+    app: &TestApp,
+    fake: &FakeProvider,
+    tenant: &Tenant,
+    key: &str,
+) -> (String, String) {
+    let definition = fake_key_provider(fake, "v1", "X-Api-Key");
+    let integration = app.ok(&tenant.key, "mutation($p: JSON) { createIntegration(input: {serviceId: \"fakekey\", customProvider: $p}) { id } }", json!({ "p": definition })).await;
     let data = app
         .ok(&tenant.key, "mutation($k: String!) { createConnection(input: {consumerId: \"carol\", serviceId: \"fakekey\", credentials: {fields: {api_key: $k}}}) { id state } }", json!({ "k": key }))
         .await;
-    data["createConnection"]["id"].as_str().unwrap().to_owned()
+    (
+        integration["createIntegration"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        data["createConnection"]["id"].as_str().unwrap().to_owned(),
+    )
 }
+
+/// The custom provider of `api_key_connection`: the fake's API under `/api/{version}`, the key
+/// in the header `key_header`.
+fn fake_key_provider(fake: &FakeProvider, version: &str, key_header: &str) -> Value {
+    json!({
+        "service_id": "fakekey", "name": "Fake key", "unified_api": "crm", "auth_type": "api_key",
+        "base_url": format!("{}/api/{version}", fake.base),
+        "credential_fields": [{"id": "api_key", "label": "API key", "type": "password", "required": true}],
+        "injection": {"type": "header", "name": key_header, "field": "api_key"},
+        "headers": {"X-Api-Version": "2024-01"}
+    })
+}
+
+const UPDATE_INTEGRATION: &str = "mutation($id: ID!, $i: UpdateIntegrationInput!) { updateIntegration(id: $id, input: $i) { id } }";
+
+proxy_test!(
+    cached_targets_follow_their_integration,
+    |_| {},
+    |app, fake, tenant, _oauth| async {
+        let (integration, id) =
+            api_key_integration_and_connection(&app, &fake, &tenant, "key-one").await;
+        let call = || {
+            proxy(
+                &app,
+                &tenant.key,
+                json!({ "connectionId": id, "path": "/me" }),
+            )
+        };
+        call().await;
+        assert_eq!(fake.api_requests()[0].path, "/api/v1/me");
+
+        // The provider moves and renames its key header: the very next call follows.
+        let moved = fake_key_provider(&fake, "v2", "X-Key");
+        app.ok(
+            &tenant.key,
+            UPDATE_INTEGRATION,
+            json!({ "id": integration, "i": { "customProvider": moved } }),
+        )
+        .await;
+        call().await;
+        let seen = fake.api_requests();
+        assert_eq!(
+            seen[1].path, "/api/v2/me",
+            "the old base URL was still used"
+        );
+        assert_eq!(seen[1].header("x-key"), Some("key-one"));
+        assert_eq!(seen[1].header("x-api-key"), None);
+
+        // A disabled integration is called through by no connection, on either route.
+        let enabled = |on: bool| {
+            app.ok(
+                &tenant.key,
+                UPDATE_INTEGRATION,
+                json!({ "id": integration, "i": { "enabled": on } }),
+            )
+        };
+        enabled(false).await;
+        let body = call().await;
+        assert_eq!(first_code(&body), "CONFLICT");
+        assert_eq!(
+            body["errors"][0]["message"], "the integration is disabled",
+            "{body}"
+        );
+        let raw = raw_get(&app, &tenant.key, &id, "/me").await;
+        assert_eq!(raw.status(), StatusCode::CONFLICT);
+        assert_eq!(
+            fake.api_requests().len(),
+            2,
+            "a disabled integration was called"
+        );
+        enabled(true).await;
+        assert_eq!(call().await["data"]["proxy"]["status"], 200);
+        assert_eq!(fake.api_requests().len(), 3);
+    }
+);
 
 proxy_test!(
     cached_credentials_are_dropped_on_update_and_revoke,
@@ -1756,6 +1843,52 @@ proxy_test!(
         let _ = fake;
     }
 );
+
+/// Two replicas on one PostgreSQL: an integration disabled on A stops B's calls through it at
+/// once, though B holds the connection's target in its cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integration_changes_reach_every_replica() {
+    if std::env::var("KEYWAY_TEST_DATABASE_URL").is_err() {
+        return;
+    }
+    let Some((a, fake, tenant, _)) = setup_with(Backend::Postgres, |_| {}).await else {
+        return;
+    };
+    let host = fake.host();
+    let b = a.replica(|c| c.allowed_private_hosts = vec![host]).await;
+    let (integration, id) = api_key_integration_and_connection(&a, &fake, &tenant, "key-one").await;
+    let on_b = || {
+        proxy(
+            &b,
+            &tenant.key,
+            json!({ "connectionId": id, "path": "/me" }),
+        )
+    };
+    // B caches the target once the connection's own events have reached it (each drops it).
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(on_b().await["data"]["proxy"]["status"], 200);
+    a.ok(
+        &tenant.key,
+        UPDATE_INTEGRATION,
+        json!({ "id": integration, "i": { "enabled": false } }),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let mut body = on_b().await;
+    // The notification crosses between replicas in milliseconds; the cache would hold 30 s.
+    while body["errors"].is_null() && started.elapsed() < std::time::Duration::from_secs(5) {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        body = on_b().await;
+    }
+    assert_eq!(
+        first_code(&body),
+        "CONFLICT",
+        "replica B still calls through an integration disabled on A"
+    );
+    b.stop().await;
+    a.stop().await;
+    fake.stop().await;
+}
 
 /// Two replicas on one PostgreSQL share the plan's counters.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -256,14 +256,20 @@ pub async fn get_live(db: &DatabaseConnection, scope: &AppScope, id: Uuid) -> Re
 }
 
 pub async fn provider_of(deps: &Deps<'_>, conn: &Model) -> Result<Arc<Provider>> {
+    integrations::provider(deps.catalog, &integration_of(deps.db, conn).await?)
+}
+
+pub async fn integration_of(
+    db: &DatabaseConnection,
+    conn: &Model,
+) -> Result<entity::integration::Model> {
     let integration_id = conn.integration_id.ok_or(Error::NotFound)?;
-    let integration = integrations::get_in(
-        deps.db,
+    integrations::get_in(
+        db,
         crate::auth::Tenancy::Application(conn.application_id),
         integration_id,
     )
-    .await?;
-    integrations::provider(deps.catalog, &integration)
+    .await
 }
 
 /// Commits `row` (version bumped, `updated_at` set) only if nobody changed the connection

@@ -18,8 +18,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use entity::event::{Column, Entity, Model};
 use sea_orm::{
-    ColumnTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -114,8 +114,31 @@ impl Recent {
     }
 }
 
-/// The payload of a notification that a key or token was revoked (not an event id).
-pub const REVOKED: &str = "revoked";
+/// A notification on `CHANNEL` that is not an event: something every replica caches changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// A key or token was revoked: proven principals are forgotten.
+    Revoked,
+    /// An integration changed (its provider definition, or enabled): proxy targets, which
+    /// hold what it said, are forgotten.
+    IntegrationChanged,
+}
+
+impl Notice {
+    const ALL: [Notice; 2] = [Notice::Revoked, Notice::IntegrationChanged];
+
+    /// The notification's payload (event ids are UUIDs, so neither is mistaken for one).
+    fn payload(self) -> &'static str {
+        match self {
+            Notice::Revoked => "revoked",
+            Notice::IntegrationChanged => "integration-changed",
+        }
+    }
+
+    fn parse(payload: &str) -> Option<Notice> {
+        Notice::ALL.into_iter().find(|n| n.payload() == payload)
+    }
+}
 
 pub struct Relay {
     pub bus: Arc<EventBus>,
@@ -151,6 +174,13 @@ impl Relay {
             self.cache.forget(connection);
         }
         self.bus.publish(event.into());
+    }
+
+    fn heed(&self, notice: Notice) {
+        match notice {
+            Notice::Revoked => self.principals.forget_all(),
+            Notice::IntegrationChanged => self.cache.forget_all(),
+        }
     }
 
     async fn poll(&self, recent: &mut Recent) {
@@ -192,6 +222,11 @@ impl Relay {
         listener.listen(CHANNEL).await?;
         let mut since = since;
         loop {
+            // Notices sent while nobody listened are not read back, as events are: whatever
+            // they would have dropped is dropped now. (One sent before the listener is back
+            // may still be missed; the caches' time to live bounds what it leaves.)
+            self.heed(Notice::Revoked);
+            self.heed(Notice::IntegrationChanged);
             // What committed while nobody listened (start, or a lost connection).
             let missed = Entity::find()
                 .filter(Column::OccurredAt.gte(since))
@@ -207,8 +242,8 @@ impl Relay {
                     since = Utc::now() - chrono::Duration::seconds(30);
                     break;
                 };
-                if first.payload() == REVOKED {
-                    self.principals.forget_all();
+                if let Some(notice) = Notice::parse(first.payload()) {
+                    self.heed(notice);
                     continue;
                 }
                 let mut ids = vec![first.payload().to_owned()];
@@ -217,8 +252,8 @@ impl Relay {
                     let Some(more) = listener.next_buffered() else {
                         break;
                     };
-                    if more.payload() == REVOKED {
-                        self.principals.forget_all();
+                    if let Some(notice) = Notice::parse(more.payload()) {
+                        self.heed(notice);
                         continue;
                     }
                     ids.push(more.payload().to_owned());
@@ -238,14 +273,14 @@ impl Relay {
     }
 }
 
-/// Tells the other replicas (PostgreSQL) that a key or token was revoked.
-pub async fn notify_revoked(db: &DatabaseConnection) -> crate::error::Result<()> {
+/// Tells the other replicas (PostgreSQL; SQLite has one process). Sent in a transaction, it
+/// is delivered when that commits, and never if it rolls back.
+pub async fn notify(db: &impl ConnectionTrait, notice: Notice) -> crate::error::Result<()> {
     if db.get_database_backend() == DatabaseBackend::Postgres {
-        use sea_orm::ConnectionTrait;
         db.execute_raw(sea_orm::Statement::from_sql_and_values(
             DatabaseBackend::Postgres,
             "SELECT pg_notify($1, $2)",
-            [CHANNEL.into(), REVOKED.into()],
+            [CHANNEL.into(), notice.payload().into()],
         ))
         .await?;
     }

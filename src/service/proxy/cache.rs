@@ -1,7 +1,9 @@
 //! Decrypted proxy targets, kept in memory for `credential_cache_secs` so a proxied call opens
 //! no ciphertext and reads no connection row. Every change to a connection on this replica
-//! (update, refresh, revoke, delete) drops its entry as soon as it commits; other replicas'
-//! entries lapse with their time to live (and an upstream 401 refreshes and reloads at once).
+//! (update, refresh, revoke, delete) drops its entry as soon as it commits; every other
+//! replica drops it when the change's event reaches it (`events::relay`), and every entry of
+//! every replica goes when an integration changes. The time to live bounds what a lost
+//! notification leaves behind (and an upstream 401 refreshes and reloads at once).
 //!
 //! A load that raced with a change must not put the old value back: loads note the
 //! invalidation epoch before reading and discard their result if it moved.

@@ -39,7 +39,7 @@ use crate::auth::AppScope;
 use crate::catalog::{AuthType, Provider};
 use crate::error::{Error, Result};
 use crate::service::pagination::PageRequest;
-use crate::service::refresh;
+use crate::service::{integrations, refresh};
 use crate::upstream::proxy_client::{OutboundBody, ProxyClient, SendError};
 
 /// A connection ready to be called through: decrypted, checked, its base URL resolved.
@@ -342,7 +342,11 @@ async fn load(deps: &Deps<'_>, scope: &AppScope, id: Uuid) -> Result<Arc<Target>
             "the connection has no credentials yet".into(),
         ));
     };
-    let provider = connections::provider_of(deps, &conn).await?;
+    let integration = connections::integration_of(deps.db, &conn).await?;
+    if !integration.enabled {
+        return Err(Error::Conflict("the integration is disabled".into()));
+    }
+    let provider = integrations::provider(deps.catalog, &integration)?;
     let stored = StoredCredentials::open(deps.keys, sealed, conn.id, conn.application_id)?;
     let template = match Environment::parse_stored(&conn.environment) {
         Environment::Sandbox => provider
