@@ -1,5 +1,7 @@
 //! Fans committed events out to this replica's subscribers (GraphQL subscriptions) and drops
-//! the proxy's cached credentials of connections that changed anywhere.
+//! the proxy's cached credentials of connections that changed anywhere; on PostgreSQL it also
+//! heeds `Notice`s, which drop every proven key (a revocation) or proxy target (an integration
+//! changed) a replica holds.
 //!
 //! PostgreSQL: `LISTEN` on the channel `record` notifies (PostgreSQL delivers notifications
 //! at commit, in commit order, and never for a rolled-back transaction); after the listener
