@@ -31,17 +31,29 @@ pub async fn post(
     state: web::Data<AppState>,
     schema: web::Data<KeywaySchema>,
     req: HttpRequest,
-    payload: web::Payload,
+    mut payload: web::Payload,
+) -> HttpResponse {
+    let response = answer(&state, &schema, &req, &mut payload).await;
+    // An answer given before the body was read (401, 406, 415, 429) keeps the connection.
+    super::unread_body::discard(&req, &mut payload, MAX_BODY_BYTES).await;
+    response
+}
+
+async fn answer(
+    state: &AppState,
+    schema: &KeywaySchema,
+    req: &HttpRequest,
+    payload: &mut web::Payload,
 ) -> HttpResponse {
     let started = Instant::now();
-    let Some(media) = graphql_answer::negotiate(&req) else {
+    let Some(media) = graphql_answer::negotiate(req) else {
         return error_response(
             &Error::bad_input("answers are application/graphql-response+json or application/json"),
             StatusCode::NOT_ACCEPTABLE,
             Media::Json,
         );
     };
-    let principal = super::authenticate_request(&state, &req).await;
+    let principal = super::authenticate_request(state, req).await;
     let principal = match principal {
         Ok(p) => p,
         Err(err) => return error_response(&err, err.status(), media),
@@ -52,16 +64,16 @@ pub async fn post(
             let mut entry = LogEntry::new(*application_id, ApiStyle::Unify, "graphql");
             entry.http_method = "POST".into();
             entry.path = "/graphql".into();
-            entry.request_id = request_id::of(&req);
-            entry.source_ip = super::peer_ip(&req);
+            entry.request_id = request_id::of(req);
+            entry.source_ip = super::peer_ip(req);
             Some(entry)
         }
         Principal::Operator { .. } => None,
     };
     let response = execute(
-        &state,
-        &schema,
-        &req,
+        state,
+        schema,
+        req,
         payload,
         principal,
         media,
@@ -84,7 +96,7 @@ async fn execute(
     state: &AppState,
     schema: &KeywaySchema,
     req: &HttpRequest,
-    mut payload: web::Payload,
+    payload: &mut web::Payload,
     principal: Principal,
     media: Media,
     mut entry: Option<&mut LogEntry>,

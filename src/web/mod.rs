@@ -9,6 +9,7 @@ mod metrics;
 mod oauth;
 pub mod proxy;
 pub mod request_id;
+mod unread_body;
 mod ws;
 
 pub use ws::SharedSubscriptions;

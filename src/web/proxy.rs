@@ -42,8 +42,23 @@ pub async fn proxy(
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
+    let mut payload = Some(payload);
+    let response = answer(&state, &req, &mut payload).await;
+    // A call refused or answered before its body was sent keeps the caller's connection.
+    if let Some(unread) = payload.as_mut() {
+        super::unread_body::discard(&req, unread, HELD_REQUEST_BYTES as usize).await;
+    }
+    response
+}
+
+/// The answer to a call; `payload` is left in place unless the body was streamed on.
+async fn answer(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: &mut Option<web::Payload>,
+) -> HttpResponse {
     let started = Instant::now();
-    let principal = super::authenticate_request(&state, &req).await;
+    let principal = super::authenticate_request(state, req).await;
     let scope = match principal.and_then(|p| p.require_secret_key("only a secret key may proxy")) {
         Ok(scope) => scope,
         Err(err) => return err.to_http(),
@@ -56,10 +71,10 @@ pub async fn proxy(
     entry.http_method = req.method().as_str().to_owned();
     entry.path = path.clone();
     entry.connection_id = Some(id);
-    entry.request_id = crate::web::request_id::of(&req);
-    entry.source_ip = crate::web::peer_ip(&req);
+    entry.request_id = crate::web::request_id::of(req);
+    entry.source_ip = crate::web::peer_ip(req);
 
-    let response = match call(&state, &req, payload, &scope, id, path, &mut entry).await {
+    let response = match call(state, req, payload, &scope, id, path, &mut entry).await {
         Ok(response) => response,
         Err(err) => {
             entry.error_message = Some(err.message());
@@ -96,7 +111,7 @@ fn label(entry: &mut LogEntry, target: &proxy::Target) {
 async fn call(
     state: &AppState,
     req: &HttpRequest,
-    payload: web::Payload,
+    payload: &mut Option<web::Payload>,
     scope: &crate::auth::AppScope,
     id: Uuid,
     path: String,
@@ -135,17 +150,23 @@ async fn call(
         .headers()
         .contains_key(actix_web::http::header::TRANSFER_ENCODING);
     let overflow = Arc::new(AtomicBool::new(false));
-    let body = match length {
-        Some(0) => CallBody::Empty,
-        Some(l) if l <= HELD_REQUEST_BYTES => CallBody::Bytes(read_all(payload, max).await?),
+    // (A payload already taken has nothing left to send.)
+    let body = match (length, payload.as_mut()) {
+        (Some(0), _) | (_, None) => CallBody::Empty,
+        (Some(l), Some(unread)) if l <= HELD_REQUEST_BYTES => {
+            CallBody::Bytes(read_all(unread, max).await?)
+        }
         _ if !chunked && length.is_none() => CallBody::Empty,
         // A chunked request's Content-Length, if any, says nothing (RFC 9112 §6.3).
-        _ => CallBody::Stream(stream_body(
-            payload,
-            max,
-            length.filter(|_| !chunked),
-            overflow.clone(),
-        )),
+        _ => match payload.take() {
+            Some(unread) => CallBody::Stream(stream_body(
+                unread,
+                max,
+                length.filter(|_| !chunked),
+                overflow.clone(),
+            )),
+            None => CallBody::Empty,
+        },
     };
     let call = ProxyCall {
         method,
@@ -203,7 +224,7 @@ fn split_path(raw: &str) -> Result<(Uuid, String)> {
     Ok((id, ["/", path].concat()))
 }
 
-async fn read_all(mut payload: web::Payload, max: u64) -> Result<Bytes> {
+async fn read_all(payload: &mut web::Payload, max: u64) -> Result<Bytes> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|_| Error::bad_input("the request body could not be read"))?;

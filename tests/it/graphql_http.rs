@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::db_test;
-use crate::support::{TestApp, first_code, nodes};
+use crate::support::{TestApp, first_code, nodes, two_on_one_connection};
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
@@ -137,6 +137,32 @@ db_test!(answers_follow_the_accept_header, |app| async {
         "{head}"
     );
     assert!(body.get("data").is_none(), "{body}");
+});
+
+db_test!(a_refused_post_keeps_its_connection, |app| async {
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let body = r#"{"query":"{ viewer { kind } }"}"#;
+    let post = |key: &str, length: usize, body: &str| {
+        format!(
+            "POST /graphql HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n{body}"
+        )
+    };
+    let health = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    // Refused before its body is read: the body is still read, and the connection serves
+    // the next request.
+    let (head, next) =
+        two_on_one_connection(&app, &post("kw_sk_not_a_key", body.len(), body), &health);
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+    assert_eq!(next.as_deref(), Some("http/1.1 200 ok"));
+    // A body that does not come is not waited for long: the answer goes after a second,
+    // and that connection closes.
+    let started = std::time::Instant::now();
+    let (head, next) = two_on_one_connection(&app, &post("kw_sk_not_a_key", 100, "{}"), &health);
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(next, None);
 });
 
 /// A POST with no `Accept` header, written by hand: the head as text and the body as JSON.

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::fake_provider::FakeProvider;
 use crate::oauth::setup_with;
 use crate::refresh::connected;
-use crate::support::{Backend, Tenant, TestApp, first_code, nodes};
+use crate::support::{Backend, Tenant, TestApp, first_code, nodes, two_on_one_connection};
 
 const PROXY: &str = "mutation($i: ProxyInput!) { proxy(input: $i) { status headers { name value } body bodyEncoding json connectionId } }";
 
@@ -1841,6 +1841,38 @@ proxy_test!(
         let other = app.create_tenant("other").await;
         app.ok(&other.key, "{ viewer { kind } }", json!({})).await;
         let _ = fake;
+    }
+);
+
+proxy_test!(
+    calls_refused_before_their_body_is_read_keep_the_connection_past_a_limit,
+    |_| {},
+    |app, fake, tenant, id| async {
+        let addr = app.base.trim_start_matches("http://").to_owned();
+        let post = |key: &str| {
+            format!(
+                "POST /proxy/{id}/echo HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 11\r\n\r\n{{\"a\": true}}"
+            )
+        };
+        let health = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        let (head, next) = two_on_one_connection(&app, &post("kw_sk_not_a_key"), &health);
+        assert!(head.starts_with("http/1.1 401"), "{head}");
+        assert_eq!(next.as_deref(), Some("http/1.1 200 ok"), "{head}");
+
+        app.ok(
+            &app.operator,
+            "mutation($id: ID!) { updateApplication(id: $id, input: {requestsPerMinute: 1}) { id } }",
+            json!({ "id": tenant.id }),
+        )
+        .await;
+        let (head, next) = two_on_one_connection(&app, &post(&tenant.key), &health);
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert_eq!(next.as_deref(), Some("http/1.1 200 ok"));
+        let (head, next) = two_on_one_connection(&app, &post(&tenant.key), &health);
+        assert!(head.starts_with("http/1.1 429"), "{head}");
+        assert_eq!(next.as_deref(), Some("http/1.1 200 ok"), "{head}");
+        assert_eq!(fake.api_requests().len(), 1);
     }
 );
 

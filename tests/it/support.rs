@@ -412,3 +412,52 @@ pub fn missing_id(type_name: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(format!("{type_name}:{}", uuid::Uuid::now_v7()))
 }
+
+/// Sends `first` (a whole HTTP/1.1 request, written as is) on a new connection to the app and
+/// reads its answer; then sends `second` on the same connection. Returns the first answer's
+/// head (lower-cased) and the second's status line, or `None` when the server had closed the
+/// connection after the first answer. `first`'s body follows its head 200 ms later, as from
+/// a slow network: a server that answers without reading it answers before it arrives.
+pub fn two_on_one_connection(app: &TestApp, first: &str, second: &str) -> (String, Option<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let addr = app.base.trim_start_matches("http://");
+    let stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    // One answer's head, its body read by its Content-Length; `None` at end of stream.
+    let answer = |reader: &mut BufReader<std::net::TcpStream>| -> Option<String> {
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).ok()? == 0 {
+                return None;
+            }
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line.to_ascii_lowercase());
+        }
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).ok()?;
+        Some(head)
+    };
+    let (first_head, first_body) = first.split_once("\r\n\r\n").unwrap();
+    writer
+        .write_all(format!("{first_head}\r\n\r\n").as_bytes())
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // A server that has answered and closed may refuse the body.
+    let _ = writer.write_all(first_body.as_bytes());
+    let head = answer(&mut reader).expect("an answer to the first request");
+    // A server that closes may still accept the write; the read then ends.
+    let _ = writer.write_all(second.as_bytes());
+    let next = answer(&mut reader).map(|h| h.lines().next().unwrap_or_default().to_owned());
+    (head, next)
+}
