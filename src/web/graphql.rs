@@ -1,4 +1,4 @@
-//! `POST /graphql` (JSON, single or batched) and GraphiQL on `GET /graphql`.
+//! `POST /graphql` (JSON, single or batched); `GET /graphql` is `graphiql`.
 //!
 //! The principal is proven here, before anything executes: a missing, unknown or revoked
 //! credential is HTTP 401 with `UNAUTHENTICATED`. Body size and batch size are checked before
@@ -8,9 +8,8 @@
 //! type, status and body shape follow GraphQL over HTTP (`graphql_answer`).
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use actix_web::http::header::CACHE_CONTROL;
 use actix_web::{HttpRequest, HttpResponse, web};
-use async_graphql::http::GraphiQLSource;
 use async_graphql::{BatchRequest, BatchResponse, Request, Response, ServerError};
 use futures_util::StreamExt;
 
@@ -225,39 +224,6 @@ async fn run_one(
     with_codes(schema.execute(request).await)
 }
 
-/// GraphiQL; or, for a GraphQL request sent as a GET (`?query=…`, as some clients can), a 405
-/// naming POST: operations run only from a POST body, so none runs from a link or a logged URL.
-pub async fn graphiql(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let is_graphql_request = req
-        .query_string()
-        .split('&')
-        .any(|pair| pair == "query" || pair.starts_with("query="));
-    if is_graphql_request {
-        let media = graphql_answer::negotiate(&req).unwrap_or(Media::Json);
-        let mut answer = error_response(
-            &Error::bad_input("GraphQL requests are sent with POST"),
-            StatusCode::METHOD_NOT_ALLOWED,
-            media,
-        );
-        answer.headers_mut().insert(
-            actix_web::http::header::ALLOW,
-            actix_web::http::header::HeaderValue::from_static("POST"),
-        );
-        return answer;
-    }
-    if !state.config.graphiql_enabled() {
-        return error_response(&Error::NotFound, StatusCode::NOT_FOUND, Media::Json);
-    }
-    HttpResponse::Ok()
-        .insert_header((CONTENT_TYPE, "text/html; charset=utf-8"))
-        .body(
-            GraphiQLSource::build()
-                .endpoint("/graphql")
-                .title("Keyway GraphQL")
-                .finish(),
-        )
-}
-
 /// An object is one request, an array a batch of 1 to `MAX_BATCH`. (async-graphql's own
 /// untagged parsing reads `[]` as a single empty request.) A request without a `query` (or
 /// with an empty one, which async-graphql cannot tell apart) is not a GraphQL request: 400, as
@@ -385,7 +351,7 @@ fn status_of_code(code: &str) -> StatusCode {
 }
 
 /// A GraphQL-shaped error answer for failures outside execution.
-fn error_response(err: &Error, status: StatusCode, media: Media) -> HttpResponse {
+pub(super) fn error_response(err: &Error, status: StatusCode, media: Media) -> HttpResponse {
     err.log();
     let mut response = HttpResponse::build(status);
     response.content_type(media.content_type());

@@ -1,6 +1,7 @@
 //! Plain HTTP routes beside GraphQL, and the route table.
 
 mod demo_provider;
+mod graphiql;
 mod graphql;
 mod graphql_answer;
 mod health;
@@ -35,7 +36,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 fn compressed(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(home::home))
         .route("/graphql", web::post().to(graphql::post))
-        .route("/graphql", web::get().to(graphql::graphiql))
+        .route("/graphql", web::get().to(graphiql::graphiql))
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(metrics::metrics))
