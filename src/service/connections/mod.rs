@@ -274,39 +274,48 @@ pub async fn integration_of(
 
 /// Commits `row` (version bumped, `updated_at` set) only if nobody changed the connection
 /// since it was read, with the events `after` writes, in one transaction.
-async fn write<F, Fut>(
-    deps: &Deps<'_>,
-    read: Model,
-    mut row: ActiveModel,
-    after: F,
-) -> Result<Model>
+async fn write<F, Fut>(deps: &Deps<'_>, read: Model, row: ActiveModel, after: F) -> Result<Model>
 where
     F: FnOnce(sea_orm::DatabaseTransaction, Model) -> Fut,
     Fut: std::future::Future<Output = Result<(sea_orm::DatabaseTransaction, Model)>>,
 {
-    row.version = Set(read.version + 1);
-    row.updated_at = Set(Utc::now());
     let txn = deps.db.begin().await?;
-    let changed = Entity::update_many()
-        .set(row)
-        .filter(Column::Id.eq(read.id))
-        .filter(Column::Version.eq(read.version))
-        .exec(&txn)
-        .await?;
-    if changed.rows_affected != 1 {
+    let Some(model) = write_fenced(&txn, &read, row).await? else {
         return Err(Error::Conflict(
             "the connection changed meanwhile; read it again and retry".into(),
         ));
-    }
-    let model = Entity::find_by_id(read.id)
-        .one(&txn)
-        .await?
-        .ok_or(Error::NotFound)?;
+    };
     let (txn, model) = after(txn, model).await?;
     txn.commit().await?;
     deps.cache.forget(model.id);
     deps.bus.committed();
     Ok(model)
+}
+
+/// Writes `row` in `txn` (version bumped, `updated_at` set) only if nobody changed the
+/// connection since `read` was read: the row as written, or `None` when someone had.
+pub(crate) async fn write_fenced(
+    txn: &sea_orm::DatabaseTransaction,
+    read: &Model,
+    mut row: ActiveModel,
+) -> Result<Option<Model>> {
+    row.version = Set(read.version + 1);
+    row.updated_at = Set(Utc::now());
+    let written = Entity::update_many()
+        .set(row)
+        .filter(Column::Id.eq(read.id))
+        .filter(Column::Version.eq(read.version))
+        .exec(txn)
+        .await?;
+    if written.rows_affected != 1 {
+        return Ok(None);
+    }
+    Ok(Some(
+        Entity::find_by_id(read.id)
+            .one(txn)
+            .await?
+            .ok_or(Error::NotFound)?,
+    ))
 }
 
 fn set_credentials(

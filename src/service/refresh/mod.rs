@@ -27,7 +27,9 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::connections::{ConnectionState, Deps, Environment, OAuthTokens, StoredCredentials};
+use super::connections::{
+    self, ConnectionState, Deps, Environment, OAuthTokens, StoredCredentials,
+};
 use super::events::{self, EventType};
 use super::integrations;
 use super::oauth::client::{TokenEndpoint, TokenError};
@@ -313,17 +315,8 @@ async fn write_failure(deps: &Deps<'_>, read: &Model, failure: TokenError) -> Re
     if now_invalid {
         row.state = Set(ConnectionState::Invalid.as_str().to_owned());
     }
-    row.version = Set(read.version + 1);
-    row.updated_at = Set(Utc::now());
     let txn = deps.db.begin().await?;
-    let written = Entity::update_many()
-        .set(row)
-        .filter(Column::Id.eq(read.id))
-        .filter(Column::Version.eq(read.version))
-        .exec(&txn)
-        .await?;
-    if written.rows_affected == 1 {
-        let model = load_in(&txn, read.id).await?;
+    if let Some(model) = connections::write_fenced(&txn, read, row).await? {
         let was_invalid = read.state == ConnectionState::Invalid.as_str();
         let kind = if now_invalid && !was_invalid {
             EventType::Invalid
