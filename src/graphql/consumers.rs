@@ -40,8 +40,8 @@ impl Consumer {
         }
     }
 
-    /// The consumer's live connections (a query each: costed accordingly).
-    #[graphql(complexity = "10 * child_complexity")]
+    /// The consumer's live connections (a query each, and a few rows: costed accordingly).
+    #[graphql(complexity = "super::ROW_QUERY_COST + 10 * child_complexity")]
     async fn connections(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Connection>> {
         Ok(self
             .live_connections(ctx)
@@ -52,7 +52,7 @@ impl Consumer {
     }
 
     /// Service ids the consumer has live connections to.
-    #[graphql(complexity = 10)]
+    #[graphql(complexity = "super::ROW_QUERY_COST")]
     async fn services(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<String>> {
         let mut services: Vec<String> = self
             .live_connections(ctx)
@@ -66,7 +66,7 @@ impl Consumer {
     }
 
     /// Calls made for this consumer, all time, by API style.
-    #[graphql(complexity = 10)]
+    #[graphql(complexity = "super::ROW_QUERY_COST")]
     async fn request_counts(
         &self,
         ctx: &Context<'_>,

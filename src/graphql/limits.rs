@@ -67,6 +67,24 @@ impl Counts {
     }
 }
 
+/// async-graphql refuses a document over the depth or complexity limit with a bare "Query is
+/// too complex."; the caller needs to know what is counted to get under it.
+pub fn explain(error: &mut ServerError) {
+    use super::{MAX_COMPLEXITY, MAX_DEPTH, ROW_QUERY_COST};
+    let explained = match error.message.as_str() {
+        "Query is too complex." => format!(
+            "the query costs more than {MAX_COMPLEXITY}: a field costs 1, a list `first` times \
+             its selection, and a field that queries the database for each row \
+             {ROW_QUERY_COST}; ask for fewer rows or fields"
+        ),
+        "Query is nested too deep." => {
+            format!("the query nests deeper than {MAX_DEPTH} levels")
+        }
+        _ => return,
+    };
+    error.message = explained;
+}
+
 fn limit_error(message: String) -> ServerError {
     let mut error = ServerError::new(message, None);
     error

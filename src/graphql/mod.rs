@@ -11,7 +11,7 @@ pub mod context;
 pub mod documents;
 mod events;
 mod integrations;
-mod limits;
+pub mod limits;
 mod logs;
 mod node;
 mod providers;
@@ -31,7 +31,13 @@ pub use limits::{MAX_ALIASES, MAX_FIELDS};
 
 /// Deeper than any sane query, yet deep enough for GraphiQL's introspection query.
 pub const MAX_DEPTH: usize = 15;
-pub const MAX_COMPLEXITY: usize = 2000;
+/// What a document may cost. A field costs 1 and a page `first` times its selection, so a full
+/// page (200 rows of every field of a connection or a log row) fits; a field that runs a
+/// query for each row it is selected on costs `ROW_QUERY_COST` besides, so a page of those
+/// (or a list inside a list) does not.
+pub const MAX_COMPLEXITY: usize = 20_000;
+/// The complexity of a field that runs a database query each time it resolves.
+pub const ROW_QUERY_COST: usize = 100;
 /// Requests in one batched POST.
 pub const MAX_BATCH: usize = 10;
 

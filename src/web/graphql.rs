@@ -276,12 +276,14 @@ fn operation_label<'a>(requests: impl Iterator<Item = &'a mut Request>) -> Optio
 }
 
 /// Errors raised before resolvers run (parse, validation, argument coercion) carry no code;
-/// they are all the caller's input, so they get `BAD_USER_INPUT`.
+/// they are all the caller's input, so they get `BAD_USER_INPUT` (and the depth and
+/// complexity refusals a message that says what is counted).
 pub fn with_codes(mut response: Response) -> Response {
     for error in &mut response.errors {
         let extensions = error.extensions.get_or_insert_with(Default::default);
         if extensions.get("code").is_none() {
             extensions.set("code", "BAD_USER_INPUT");
+            crate::graphql::limits::explain(error);
         }
     }
     response

@@ -42,7 +42,8 @@ db_test!(
         ("{ viewer { kind ".into(), json!({})),
         (deep, json!({})),
         (aliases, json!({})),
-        ("{ consumers(first: 200) { edges { node { consumerId } } } a: consumers(first: 200) { edges { node { consumerId } } } b: consumers(first: 200) { edges { node { consumerId } } } c: consumers(first: 200) { edges { node { consumerId } } } d: consumers(first: 200) { edges { node { consumerId metadata { email } } } } }".into(), json!({})),
+        ("{ consumers(first: 200) { edges { node { consumerId services } } } }".into(), json!({})),
+        ("{ consumers(first: 100) { edges { node { connections { id consumerId serviceId state environment enabled configured settings metadata configuration grantedScopes userEmail hasCredentials expiresAt createdAt updatedAt revokedAt deletedAt } } } } }".into(), json!({})),
     ];
         for (query, vars) in cases {
             let (status, body) = app.graphql(key, &query, vars).await;
@@ -140,4 +141,85 @@ db_test!(a_page_size_out_of_range_is_named_as_such, |app| async {
             );
         }
     }
+});
+
+/// Every field of a type that needs no argument, objects followed (lists of a type given in
+/// `skip` left out), read from the schema so that the selection grows with it.
+async fn every_field(app: &TestApp, key: &str, type_name: &str, skip: &[&str]) -> String {
+    const QUERY: &str = "query($t: String!) { __type(name: $t) { fields { name args { type { kind } } type { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } }";
+    let data = app.ok(key, QUERY, json!({ "t": type_name })).await;
+    let mut selection = Vec::new();
+    for field in data["__type"]["fields"].as_array().unwrap() {
+        let name = field["name"].as_str().unwrap();
+        let needs_argument = field["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["type"]["kind"] == "NON_NULL");
+        if needs_argument || skip.contains(&name) {
+            continue;
+        }
+        let mut ty = &field["type"];
+        while !ty["ofType"].is_null() {
+            ty = &ty["ofType"];
+        }
+        match ty["kind"].as_str().unwrap() {
+            "OBJECT" => {
+                let inner = Box::pin(every_field(app, key, ty["name"].as_str().unwrap(), skip));
+                selection.push(format!("{name} {{ {} }}", inner.await));
+            }
+            _ => selection.push(name.to_owned()),
+        }
+    }
+    selection.join(" ")
+}
+
+db_test!(a_full_page_of_every_field_fits_the_limits, |app| async {
+    let tenant = app.create_tenant("acme").await;
+    // Fields that query the database for each row they resolve on.
+    let per_row = ["connections", "services", "requestCounts"];
+    for (field, node) in [
+        ("logs", "RequestLog"),
+        ("connections", "Connection"),
+        ("consumers", "Consumer"),
+        ("integrations", "Integration"),
+    ] {
+        let selection = every_field(&app, &tenant.key, node, &per_row).await;
+        let query = format!(
+            "{{ {field}(first: 200) {{ edges {{ cursor node {{ {selection} }} }} pageInfo {{ hasNextPage endCursor }} }} }}"
+        );
+        let (status, body) = app.graphql(&tenant.key, &query, json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{field}: {body}");
+        assert!(body["errors"].is_null(), "{field}: {body}");
+    }
+
+    // A page of fields that each run a query is refused, saying what is counted.
+    let query = "{ consumers(first: 200) { edges { node { requestCounts { total } } } } }";
+    let (_, body) = app.graphql(&tenant.key, query, json!({})).await;
+    assert_eq!(first_code(&body), "BAD_USER_INPUT", "{body}");
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("the query costs more than 20000"),
+        "{message}"
+    );
+    let (_, body) = app
+        .graphql(
+            &tenant.key,
+            "{ consumers(first: 100) { edges { node { requestCounts { total } } } } }",
+            json!({}),
+        )
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+
+    // Too deep: the message names the limit.
+    let deep = format!(
+        "{{ __type(name: \"Query\") {}name{} }}",
+        "{ ofType ".repeat(16),
+        " }".repeat(16)
+    );
+    let (_, body) = app.graphql(&tenant.key, &deep, json!({})).await;
+    assert_eq!(
+        body["errors"][0]["message"], "the query nests deeper than 15 levels",
+        "{body}"
+    );
 });
