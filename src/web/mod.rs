@@ -6,6 +6,7 @@ mod graphql;
 mod graphql_answer;
 mod health;
 mod home;
+mod logged_body;
 mod metrics;
 mod oauth;
 pub mod proxy;

@@ -82,6 +82,12 @@ async fn answer(
         }
     };
     entry.status_code = response.status().as_u16();
+    // (An answer to HEAD has no body to wait for.)
+    if req.method() != actix_web::http::Method::HEAD
+        && super::logged_body::streams(&response, HELD_RESPONSE_BYTES)
+    {
+        return super::logged_body::until_end(response, entry, started, state.logs.clone());
+    }
     entry.duration = started.elapsed();
     state.logs.record(entry);
     response

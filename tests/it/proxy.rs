@@ -811,6 +811,79 @@ proxy_test!(
 );
 
 proxy_test!(
+    streamed_answers_are_logged_as_they_ended,
+    |c| {
+        c.upstream_timeout_secs = 1;
+        c.proxy_max_body_bytes = 64 << 20;
+    },
+    |app, fake, tenant, id| async {
+        let _ = &fake;
+        // Read to its end: the provider's status, and a duration that covers the body.
+        let whole = raw_get(&app, &tenant.key, &id, "/stall?ms=300").await;
+        assert_eq!(whole.bytes().await.unwrap().as_ref(), b"firstsecond");
+        // Cut off when the deadline passed, after its 200 was sent.
+        let cut = raw_get(&app, &tenant.key, &id, "/stall?ms=3000").await;
+        assert_eq!(cut.status(), StatusCode::OK);
+        assert!(cut.bytes().await.is_err());
+        // Left by its caller before it ended: a socket closed with the answer unread, once
+        // the socket buffers between have filled (far short of the answer).
+        let addr = app.base.trim_start_matches("http://").to_owned();
+        let target = format!("/proxy/{id}/big?bytes={}", 40 << 20);
+        let key = tenant.key.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+            write!(
+                stream,
+                "GET {target} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\r\n"
+            )
+            .unwrap();
+            let mut head = [0u8; 12];
+            stream.read_exact(&mut head).unwrap();
+            assert_eq!(&head, b"HTTP/1.1 200");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        })
+        .await
+        .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
+        let rows = proxy_rows(
+            &app,
+            &tenant.key,
+            "path statusCode success errorMessage durationMs latencyMs",
+        )
+        .await;
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert_eq!(rows[0]["path"], "/big", "{rows:?}");
+        // Newest first.
+        let (left, cut, whole) = (&rows[0], &rows[1], &rows[2]);
+        assert_eq!(whole["statusCode"], 200, "{whole}");
+        assert_eq!(whole["success"], true, "{whole}");
+        assert!(whole["errorMessage"].is_null(), "{whole}");
+        assert!(whole["durationMs"].as_f64().unwrap() >= 300.0, "{whole}");
+        assert!(whole["latencyMs"].as_f64().unwrap() < 300.0, "{whole}");
+        assert_eq!(cut["statusCode"], 504, "{cut}");
+        assert_eq!(cut["success"], false, "{cut}");
+        assert_eq!(
+            cut["errorMessage"], "the provider did not answer in time",
+            "{cut}"
+        );
+        assert_eq!(left["statusCode"], 499, "{left}");
+        assert_eq!(left["success"], false, "{left}");
+        assert_eq!(
+            left["errorMessage"], "the caller closed the connection before the answer ended",
+            "{left}"
+        );
+        // A streamed answer of known length is logged when it ends too.
+        let big = raw_get(&app, &tenant.key, &id, "/big?bytes=300000").await;
+        assert_eq!(big.bytes().await.unwrap().len(), 300_000);
+        let rows = proxy_rows(&app, &tenant.key, "path statusCode errorMessage").await;
+        assert_eq!(rows[0]["path"], "/big", "{rows:?}");
+        assert_eq!(rows[0]["statusCode"], 200, "{rows:?}");
+        assert!(rows[0]["errorMessage"].is_null(), "{rows:?}");
+    }
+);
+
+proxy_test!(
     bodies_keep_the_framing_each_side_can_read,
     |_| {},
     |app, fake, tenant, id| async {

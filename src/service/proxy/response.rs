@@ -113,7 +113,10 @@ impl UpstreamResponse {
                     frame = reading.body.frame() => frame,
                     _ = &mut reading.deadline => {
                         reading.failed = true;
-                        let err = io::Error::other("the provider did not answer in time");
+                        let err = io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "the provider did not answer in time",
+                        );
                         return Some((Err(err), reading));
                     }
                 };
