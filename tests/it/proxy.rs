@@ -876,7 +876,16 @@ proxy_test!(
         // A streamed answer of known length is logged when it ends too.
         let big = raw_get(&app, &tenant.key, &id, "/big?bytes=300000").await;
         assert_eq!(big.bytes().await.unwrap().len(), 300_000);
-        let rows = proxy_rows(&app, &tenant.key, "path statusCode errorMessage").await;
+        // (Its end is seen a moment after the caller has read the declared length.)
+        let mut rows = Vec::new();
+        for _ in 0..50 {
+            rows = proxy_rows(&app, &tenant.key, "path statusCode errorMessage").await;
+            if rows.len() == 4 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(rows.len(), 4, "{rows:?}");
         assert_eq!(rows[0]["path"], "/big", "{rows:?}");
         assert_eq!(rows[0]["statusCode"], 200, "{rows:?}");
         assert!(rows[0]["errorMessage"].is_null(), "{rows:?}");
