@@ -40,7 +40,7 @@ impl Principal {
 
 /// The rows a caller may see. Every read by id goes through this, so that another tenant's
 /// object answers exactly like a missing one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Tenancy {
     All,
     Application(Uuid),

@@ -13,6 +13,7 @@ mod events;
 mod integrations;
 pub mod limits;
 mod logs;
+pub mod memo;
 mod node;
 mod providers;
 mod proxy;

@@ -220,7 +220,8 @@ async fn run_one(
     let request = request
         .data(principal.clone())
         .data(info.clone())
-        .data(tags.clone());
+        .data(tags.clone())
+        .data(crate::graphql::memo::Integrations::default());
     with_codes(schema.execute(request).await)
 }
 

@@ -467,3 +467,64 @@ async fn postgres_pooled_connections_dropped_while_idle_are_replaced_unseen() {
     pool.close().await.unwrap();
     database.drop_database().await;
 }
+
+db_test!(missing_scopes_on_a_page_are_each_rows_own, |app| async {
+    let tenant = app.create_tenant("acme").await;
+    let set_scopes = "mutation($id: ID!, $s: [String!]) { updateIntegration(id: $id, input: {scopes: $s}) { id } }";
+    for (service, scopes) in [
+        ("github", json!(["repo", "user"])),
+        ("gitlab", json!(["api"])),
+    ] {
+        let id = app.create_integration(&tenant.key, service).await;
+        app.ok(&tenant.key, set_scopes, json!({ "id": id, "s": scopes }))
+            .await;
+    }
+    let create = "mutation($c: String!, $s: String!, $g: [String!]) { createConnection(input: {consumerId: $c, serviceId: $s, credentials: {accessToken: \"at\", scopes: $g}}) { id } }";
+    let rows = [
+        ("a", "github", json!(["repo"])),
+        ("b", "gitlab", json!([])),
+        ("c", "github", json!(["repo", "user"])),
+        ("d", "gitlab", json!(["api"])),
+        ("e", "github", json!([])),
+    ];
+    for (consumer, service, granted) in &rows {
+        app.ok(
+            &tenant.key,
+            create,
+            json!({ "c": consumer, "s": service, "g": granted }),
+        )
+        .await;
+    }
+    // The rows of one page share their integrations' reads; each row still gets its own answer.
+    let data = app
+        .ok(
+            &tenant.key,
+            "{ connections(first: 10) { edges { node { consumerId missingScopes needsReauthorization } } } }",
+            json!({}),
+        )
+        .await;
+    let mut seen: Vec<(String, Value, bool)> = data["connections"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let n = &e["node"];
+            (
+                n["consumerId"].as_str().unwrap().to_owned(),
+                n["missingScopes"].clone(),
+                n["needsReauthorization"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    seen.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(
+        seen,
+        vec![
+            ("a".into(), json!(["user"]), true),
+            ("b".into(), json!(["api"]), true),
+            ("c".into(), json!([]), false),
+            ("d".into(), json!([]), false),
+            ("e".into(), json!(["repo", "user"]), true),
+        ]
+    );
+});

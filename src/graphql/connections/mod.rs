@@ -121,8 +121,10 @@ impl Connection {
         };
         let state = ctx.state()?;
         let tenancy = crate::auth::Tenancy::Application(self.0.application_id);
-        let integration =
-            Box::pin(integrations::get_in(&state.db, tenancy, integration_id)).await?;
+        let integration = match ctx.data_opt::<super::memo::Integrations>() {
+            Some(memo) => Box::pin(memo.get_in(&state.db, tenancy, integration_id)).await?,
+            None => Box::pin(integrations::get_in(&state.db, tenancy, integration_id)).await?,
+        };
         let granted: Vec<String> =
             serde_json::from_value(self.0.granted_scopes.clone()).unwrap_or_default();
         Ok(integrations::scopes(&integration)
