@@ -4,6 +4,9 @@
 //! `RequestLogWriter::flush` (one transaction of multi-row inserts, as the background writer
 //! runs every 250 ms), `ROUNDS` times; prints the median and fastest microseconds per row.
 //!
+//! Each flush also adds its calls to the consumers' running totals, one per consumer it saw:
+//! `CONSUMERS=N` spreads the calls over N consumers (default 1) to time that part's worst case.
+//!
 //!   log_insert [DATABASE_URL]     # default: a fresh SQLite file in a temporary directory
 //!
 //! A PostgreSQL URL must name an empty database (the migrations run first).
@@ -46,6 +49,13 @@ async fn main() -> anyhow::Result<()> {
         "crm".into(),
         "bench".into(),
     ];
+    let consumers: Vec<Arc<str>> = (0..std::env::var("CONSUMERS")
+        .ok()
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or(1)
+        .max(1))
+        .map(|n| Arc::from(format!("{}-{n}", labels[3])))
+        .collect();
     let mut per_row = Vec::with_capacity(ROUNDS);
     for round in 0..ROUNDS {
         for call in 0..BATCH {
@@ -58,7 +68,7 @@ async fn main() -> anyhow::Result<()> {
             entry.base_url = Some(labels[0].clone());
             entry.service_id = Some(labels[1].clone());
             entry.unified_api = Some(labels[2].clone());
-            entry.consumer_id = Some(labels[3].clone());
+            entry.consumer_id = Some(consumers[call as usize % consumers.len()].clone());
             entry.status_code = 200;
             entry.duration = Duration::from_micros(800);
             entry.latency = Some(Duration::from_micros(500));
@@ -73,7 +83,8 @@ async fn main() -> anyhow::Result<()> {
     }
     per_row.sort_by(f64::total_cmp);
     println!(
-        "request-log insert, {ROUNDS} flushes of {BATCH} rows: median {:.2} us/row, fastest {:.2} us/row",
+        "request-log insert, {ROUNDS} flushes of {BATCH} rows of {} consumers: median {:.2} us/row, fastest {:.2} us/row",
+        consumers.len(),
         per_row[ROUNDS / 2],
         per_row[0]
     );

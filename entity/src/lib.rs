@@ -12,6 +12,7 @@ pub mod event;
 pub mod integration;
 pub mod oauth_flow;
 pub mod refresh_lease;
+pub mod request_count;
 pub mod request_log;
 pub mod usage_counter;
 pub mod webhook_delivery;

@@ -11,6 +11,7 @@ mod m20261123_000005_usage;
 mod m20261123_000006_webhooks;
 mod m20261123_000007_request_logs_purge_by_id;
 mod m20261203_000008_request_logs_keyed_by_application;
+mod m20261207_000009_request_counts;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000006_webhooks::Migration),
             Box::new(m20261123_000007_request_logs_purge_by_id::Migration),
             Box::new(m20261203_000008_request_logs_keyed_by_application::Migration),
+            Box::new(m20261207_000009_request_counts::Migration),
         ]
     }
 }

@@ -65,7 +65,8 @@ impl Consumer {
         Ok(services)
     }
 
-    /// Calls made for this consumer, all time, by API style.
+    /// Calls made for this consumer, all time, by API style: running totals, kept when the
+    /// calls' log rows pass retention.
     #[graphql(complexity = "super::ROW_QUERY_COST")]
     async fn request_counts(
         &self,

@@ -211,7 +211,8 @@ impl LogQuery {
         ))
     }
 
-    /// A consumer's calls by API style in `[start, end)` (all time without bounds).
+    /// A consumer's calls by API style in `[start, end)`, counted from the request logs (so
+    /// within their retention); all time without bounds, as `Consumer.requestCounts`.
     /// Permissions: as `logs`.
     async fn consumer_stats(
         &self,

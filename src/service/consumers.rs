@@ -125,7 +125,7 @@ pub async fn get_by_id(db: &DatabaseConnection, tenancy: Tenancy, id: Uuid) -> R
 }
 
 /// Deletes the consumer. Its connections become tombstones with their credentials wiped, and
-/// each emits `connection.deleted`, in the same transaction.
+/// each emits `connection.deleted`, in the same transaction; its request totals go with it.
 pub async fn delete(
     deps: &super::connections::Deps<'_>,
     scope: &AppScope,
@@ -135,6 +135,12 @@ pub async fn delete(
     let txn = deps.db.begin().await?;
     let deleted = super::connections::delete_all_of_consumer(&txn, consumer.id).await?;
     Entity::delete_by_id(consumer.id).exec(&txn).await?;
+    super::usage::logs::forget_consumer_totals(
+        &txn,
+        consumer.application_id,
+        &consumer.consumer_id,
+    )
+    .await?;
     txn.commit().await?;
     for id in deleted {
         deps.cache.forget(id);

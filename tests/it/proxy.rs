@@ -1441,7 +1441,8 @@ proxy_test!(
         let rows: Vec<_> = ["/twice/1", "/twice/2"]
             .into_iter()
             .map(|path| {
-                let entry = proxy_log_entry_to(application, path);
+                let mut entry = proxy_log_entry_to(application, path);
+                entry.consumer_id = Some("twice".into());
                 (uuid::Uuid::now_v7(), chrono::Utc::now(), entry)
             })
             .collect();
@@ -1452,6 +1453,23 @@ proxy_test!(
             logged_paths(&app, application, "/twice/").await,
             ["/twice/1", "/twice/2"]
         );
+        // Counted once too; a row new to the second attempt counts.
+        let mut more = rows.clone();
+        let mut third = rows[0].clone();
+        third.0 = uuid::Uuid::now_v7();
+        more.push(third);
+        insert(app.db(), &more, Attempt::Again).await.unwrap();
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let totals = entity::request_count::Entity::find()
+            .filter(entity::request_count::Column::ConsumerId.eq("twice"))
+            .all(app.db())
+            .await
+            .unwrap();
+        let calls: Vec<_> = totals
+            .iter()
+            .map(|t| (t.api_style.as_str(), t.calls))
+            .collect();
+        assert_eq!(calls, [("proxy", 3)]);
     }
 );
 
@@ -1518,7 +1536,112 @@ proxy_test!(
 );
 
 proxy_test!(
-    log_rows_survive_the_rekeying_migration_both_ways,
+    a_consumers_request_counts_outlive_its_log_rows_and_go_with_it,
+    |_| {},
+    |app, fake, tenant, id| async {
+        let _ = &fake;
+        flush_logs(&app).await;
+        let counts = |query: &'static str| {
+            let (app, key) = (&app, tenant.key.clone());
+            async move {
+                flush_logs(app).await;
+                app.ok(&key, query, json!({})).await
+            }
+        };
+        const ALL_TIME: &str = "{ consumer(consumerId: \"alice\") { requestCounts { proxy } } \
+             consumerStats(consumerId: \"alice\") { requestCounts { proxy } } }";
+        let before = counts(ALL_TIME).await;
+        let proxied = before["consumer"]["requestCounts"]["proxy"]
+            .as_u64()
+            .unwrap();
+        for _ in 0..2 {
+            let response = raw_get(&app, &tenant.key, &id, "/contacts").await;
+            assert_eq!(response.status(), 200);
+        }
+        let now = counts(ALL_TIME).await;
+        assert_eq!(
+            now["consumer"]["requestCounts"]["proxy"],
+            proxied + 2,
+            "{now}"
+        );
+        assert_eq!(
+            now["consumerStats"]["requestCounts"]["proxy"],
+            proxied + 2,
+            "{now}"
+        );
+
+        // Every row passes retention: the rows and a dated count are gone, the totals stay.
+        keyway::service::usage::logs::purge(app.db(), 0)
+            .await
+            .unwrap();
+        assert!(proxy_rows(&app, &tenant.key, "id").await.is_empty());
+        let dated = counts(
+            "{ consumerStats(consumerId: \"alice\", start: \"2000-01-01T00:00:00Z\") \
+               { requestCounts { proxy } } }",
+        )
+        .await;
+        assert_eq!(
+            dated["consumerStats"]["requestCounts"]["proxy"], 0,
+            "{dated}"
+        );
+        let kept = counts(ALL_TIME).await;
+        assert_eq!(kept, now, "all-time counts outlive the rows");
+
+        // A key restricted to another integration counts none of the proxy's calls.
+        let other = app
+            .ok(
+                &tenant.key,
+                "mutation { createIntegration(input: {serviceId: \"hubspot\", clientId: \"c\", clientSecret: \"s\"}) { id } }",
+                json!({}),
+            )
+            .await;
+        let restricted = app
+            .ok(
+                &tenant.key,
+                "mutation($i: ID!) { createApiKey(input: {label: \"one\", integrationId: $i}) { secret } }",
+                json!({ "i": other["createIntegration"]["id"] }),
+            )
+            .await;
+        let restricted = restricted["createApiKey"]["secret"].as_str().unwrap();
+        let theirs = app
+            .ok(
+                restricted,
+                "{ consumerStats(consumerId: \"alice\") { requestCounts { proxy } } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(
+            theirs["consumerStats"]["requestCounts"]["proxy"], 0,
+            "{theirs}"
+        );
+
+        // The totals go with the consumer: one made again under the same id starts at zero.
+        app.ok(
+            &tenant.key,
+            "mutation { deleteConsumer(consumerId: \"alice\") { consumerId } }",
+            json!({}),
+        )
+        .await;
+        flush_logs(&app).await;
+        app.ok(
+            &tenant.key,
+            "mutation { upsertConsumer(input: {consumerId: \"alice\"}) { consumerId } }",
+            json!({}),
+        )
+        .await;
+        let again =
+            counts("{ consumer(consumerId: \"alice\") { requestCounts { unify proxy vault } } }")
+                .await;
+        assert_eq!(
+            again["consumer"]["requestCounts"],
+            json!({"unify": 0, "proxy": 0, "vault": 0}),
+            "{again}"
+        );
+    }
+);
+
+proxy_test!(
+    log_rows_survive_the_rekeying_migration_both_ways_and_seed_the_totals,
     |_| {},
     |app, fake, tenant, id| async {
         use migration::MigratorTrait;
@@ -1537,11 +1660,24 @@ proxy_test!(
         };
         let before = count().await;
         assert!(before > 0);
-        // No call through the server until the schema is back: every call writes a row.
-        migration::Migrator::down(app.db(), Some(1)).await.unwrap();
+        const TOTALS: &str = "{ consumer(consumerId: \"alice\") { requestCounts { proxy } } }";
+        let totals = app.ok(&tenant.key, TOTALS, json!({})).await;
+        assert!(totals["consumer"]["requestCounts"]["proxy"].as_u64() > Some(0));
+        // That query's own row, before the schema goes back.
+        flush_logs(&app).await;
+        let before = count().await;
+        // No call through the server until the schema is back: every call writes a row. Back
+        // past the rekeying, and so past the totals, which start again from the rows.
+        migration::Migrator::down(app.db(), Some(2)).await.unwrap();
         assert_eq!(count().await, before);
         migration::Migrator::up(app.db(), None).await.unwrap();
         assert_eq!(count().await, before);
+        // (Only the proxy's: the query itself may count as a call for alice.)
+        let after = app.ok(&tenant.key, TOTALS, json!({})).await;
+        assert_eq!(
+            after["consumer"]["requestCounts"]["proxy"],
+            totals["consumer"]["requestCounts"]["proxy"]
+        );
         let data = app
             .ok(
                 &tenant.key,

@@ -11,10 +11,11 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sqlx;
+use sea_orm::sqlx::{self, Row as _};
 use sea_orm::{DatabaseBackend, DatabaseConnection};
 use uuid::{ContextV7, Timestamp, Uuid};
 
+use super::count_rows::Tally;
 use super::logs::LogEntry;
 use crate::error::{Error, Result};
 
@@ -55,9 +56,9 @@ const COLUMNS: &[(&str, &str)] = &[
 
 pub type Row = (Uuid, DateTime<Utc>, LogEntry);
 
-/// Inserts the rows all or none: on SQLite in one transaction (one commit, so one sync of the
-/// WAL), `CHUNK` at a time, then the rest in power-of-two chunks; on PostgreSQL in one
-/// statement.
+/// Inserts the rows all or none, and adds their calls to the consumers' totals
+/// (`count_rows`) in the same transaction: on SQLite `CHUNK` rows at a time, then the rest in
+/// power-of-two chunks (one commit, so one sync of the WAL); on PostgreSQL in one statement.
 pub async fn insert(db: &DatabaseConnection, rows: &[Row], attempt: Attempt) -> Result<()> {
     // `store::connect` opens every connection from a sqlx pool of its backend.
     match db.get_database_backend() {
@@ -75,6 +76,8 @@ pub async fn insert(db: &DatabaseConnection, rows: &[Row], attempt: Attempt) -> 
 
 async fn insert_sqlite(pool: &sqlx::SqlitePool, rows: &[Row], attempt: Attempt) -> Result<()> {
     let mut tx = pool.begin().await.map_err(Error::internal)?;
+    let all = rows;
+    let mut inserted = Vec::new();
     let mut left = rows.len();
     let mut rows = rows.iter();
     while left > 0 {
@@ -108,11 +111,31 @@ async fn insert_sqlite(pool: &sqlx::SqlitePool, rows: &[Row], attempt: Attempt) 
                 .bind(entry.sandbox)
                 .bind(*at);
         }
-        query.execute(&mut *tx).await.map_err(Error::internal)?;
+        match attempt {
+            Attempt::First => {
+                query.execute(&mut *tx).await.map_err(Error::internal)?;
+            }
+            Attempt::Again => {
+                for row in query.fetch_all(&mut *tx).await.map_err(Error::internal)? {
+                    inserted.push(row.try_get("id").map_err(Error::internal)?);
+                }
+            }
+        }
         left -= size;
     }
+    counted(all, attempt, &inserted).add_sqlite(&mut tx).await?;
     tx.commit().await.map_err(Error::internal)?;
     Ok(())
+}
+
+/// The calls a flush adds to the consumers' totals: all its rows, or on a second attempt
+/// those the database did not have yet (`inserted`).
+fn counted<'a>(rows: &'a [Row], attempt: Attempt, inserted: &[Uuid]) -> Tally<'a> {
+    let entries = rows.iter().filter(move |(id, ..)| match attempt {
+        Attempt::First => true,
+        Attempt::Again => inserted.contains(id),
+    });
+    Tally::of(entries.map(|(_, _, entry)| entry))
 }
 
 fn sqlite_insert(rows: usize, attempt: Attempt) -> String {
@@ -139,7 +162,8 @@ impl Attempt {
     fn conflicts(self) -> &'static str {
         match self {
             Attempt::First => "",
-            Attempt::Again => " ON CONFLICT DO NOTHING",
+            // The ids of the rows it did insert: only those count as new calls.
+            Attempt::Again => " ON CONFLICT DO NOTHING RETURNING id",
         }
     }
 }
@@ -154,7 +178,7 @@ async fn insert_postgres(pool: &sqlx::PgPool, rows: &[Row], attempt: Attempt) ->
         entries().map(|e| stored(pick(e), max)).collect::<Vec<_>>()
     };
     let sql = format!("{}{}", *POSTGRES_INSERT, attempt.conflicts());
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    let query = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(rows.iter().map(|(id, ..)| *id).collect::<Vec<_>>())
         .bind(entries().map(|e| e.application_id).collect::<Vec<_>>())
         .bind(column(&|e| e.request_id.as_deref()))
@@ -182,10 +206,23 @@ async fn insert_postgres(pool: &sqlx::PgPool, rows: &[Row], attempt: Attempt) ->
         .bind(column(&|e| e.source_ip.as_deref()))
         .bind(entries().map(error_message).collect::<Vec<_>>())
         .bind(entries().map(|e| e.sandbox).collect::<Vec<_>>())
-        .bind(rows.iter().map(|(_, at, _)| *at).collect::<Vec<_>>())
-        .execute(pool)
-        .await
-        .map_err(Error::internal)?;
+        .bind(rows.iter().map(|(_, at, _)| *at).collect::<Vec<_>>());
+    let mut tx = pool.begin().await.map_err(Error::internal)?;
+    let mut inserted = Vec::new();
+    match attempt {
+        Attempt::First => {
+            query.execute(&mut *tx).await.map_err(Error::internal)?;
+        }
+        Attempt::Again => {
+            for row in query.fetch_all(&mut *tx).await.map_err(Error::internal)? {
+                inserted.push(row.try_get("id").map_err(Error::internal)?);
+            }
+        }
+    }
+    counted(rows, attempt, &inserted)
+        .add_postgres(&mut tx)
+        .await?;
+    tx.commit().await.map_err(Error::internal)?;
     Ok(())
 }
 
@@ -248,7 +285,7 @@ fn shared(value: &Option<Arc<str>>) -> Option<Arc<str>> {
 /// Text as stored: at most `max` bytes, and NUL replaced by U+FFFD. PostgreSQL's text refuses
 /// NUL, and one refused row fails its whole batch; callers' own words reach these columns (a
 /// `proxy` mutation's path and method, GraphQL arguments, a provider's error text).
-fn stored(text: &str, max: usize) -> Cow<'_, str> {
+pub(super) fn stored(text: &str, max: usize) -> Cow<'_, str> {
     let text = clip(text, max);
     if text.contains('\0') {
         Cow::Owned(text.replace('\0', "\u{FFFD}"))
@@ -277,7 +314,9 @@ mod tests {
     fn statements_have_one_placeholder_per_value() {
         let sql = sqlite_insert(3, Attempt::First);
         assert_eq!(sql.matches('?').count(), 3 * COLUMNS.len());
-        assert!(sqlite_insert(3, Attempt::Again).ends_with(") ON CONFLICT DO NOTHING"));
+        assert!(
+            sqlite_insert(3, Attempt::Again).ends_with(") ON CONFLICT DO NOTHING RETURNING id")
+        );
         assert!(POSTGRES_INSERT.ends_with(&format!("${}::timestamptz[])", COLUMNS.len())));
     }
 
