@@ -38,12 +38,24 @@ pub async fn authenticate(
         }
         return Ok(principal);
     }
+    if cache.refused(&hash) {
+        return Err(Error::InvalidToken);
+    }
     let epoch = cache.epoch();
     // Boxed: the database lookup's future is large, and inline it would make every cached
     // call's future as large (actix moves each request's future into a box).
-    let principal = Box::pin(lookup(db, last_used, token)).await?;
-    cache.insert(hash, principal.clone(), epoch);
-    Ok(principal)
+    match Box::pin(lookup(db, last_used, token)).await {
+        Ok(principal) => {
+            cache.insert(hash, principal.clone(), epoch);
+            Ok(principal)
+        }
+        // Matched nothing active (not a database failure, which is tried again next call).
+        Err(Error::InvalidToken) => {
+            cache.refuse(hash);
+            Err(Error::InvalidToken)
+        }
+        Err(err) => Err(err),
+    }
 }
 
 async fn lookup(

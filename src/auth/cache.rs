@@ -12,10 +12,17 @@ use super::Principal;
 use crate::thread_front::ThreadFront;
 
 const TTL: Duration = Duration::from_secs(60);
+/// Refused tokens remembered at once (about 100 bytes each).
+const REFUSED_CAPACITY: u64 = 10_000;
 
 pub struct PrincipalCache {
     entries: moka::sync::Cache<Vec<u8>, Principal, crate::FastHasher>,
     front: ThreadFront<Vec<u8>, Principal>,
+    /// Hashes of well-formed tokens that matched no active key or token, so that a client
+    /// still sending a revoked key costs no database lookup per call. Safe to keep: a secret is
+    /// random and shown once, so one that matched nothing never will, and a revoked one never
+    /// comes back. Bounded: a flood of made-up keys only evicts other made-up keys.
+    refused: moka::sync::Cache<Vec<u8>, (), crate::FastHasher>,
 }
 
 impl Default for PrincipalCache {
@@ -26,6 +33,10 @@ impl Default for PrincipalCache {
                 .time_to_live(TTL)
                 .build_with_hasher(crate::FastHasher::default()),
             front: ThreadFront::default(),
+            refused: moka::sync::Cache::builder()
+                .max_capacity(REFUSED_CAPACITY)
+                .time_to_live(TTL)
+                .build_with_hasher(crate::FastHasher::default()),
         }
     }
 }
@@ -48,6 +59,16 @@ impl PrincipalCache {
             || self.entries.insert(token_hash.clone(), principal),
             || self.entries.invalidate(&token_hash),
         );
+    }
+
+    /// Whether the token was refused within `TTL`.
+    pub fn refused(&self, token_hash: &[u8]) -> bool {
+        self.refused.contains_key(token_hash)
+    }
+
+    /// Notes a token that matched nothing active.
+    pub fn refuse(&self, token_hash: Vec<u8>) {
+        self.refused.insert(token_hash, ());
     }
 
     /// A key or token was revoked somewhere: forget everything (revocations are rare).

@@ -119,3 +119,52 @@ db_test!(keys_manage_their_own_application, |app| async {
         .await;
     assert_eq!(code, "BAD_USER_INPUT");
 });
+
+db_test!(
+    a_refused_key_is_refused_again_without_a_database_lookup,
+    |app| async {
+        let tenant = app.create_tenant("acme").await;
+        let data = app
+            .ok(
+                &tenant.key,
+                "mutation { createApiKey(input: {label: \"old\"}) { secret apiKey { id } } }",
+                json!({}),
+            )
+            .await;
+        let old = data["createApiKey"]["secret"].as_str().unwrap().to_owned();
+        app.ok(
+            &tenant.key,
+            "mutation($id: ID!) { revokeApiKey(id: $id) { active } }",
+            json!({ "id": data["createApiKey"]["apiKey"]["id"] }),
+        )
+        .await;
+        const QUERY: &str = "{ viewer { kind } }";
+        assert_eq!(
+            app.error_code(&old, QUERY, json!({})).await,
+            "UNAUTHENTICATED"
+        );
+
+        // With the keys' table away, a lookup fails; the revoked key is still refused as it
+        // was, without one, while a key never seen is looked up (and fails).
+        app.db()
+            .execute_unprepared("ALTER TABLE api_keys RENAME TO api_keys_away")
+            .await
+            .unwrap();
+        let revoked = app.error_code(&old, QUERY, json!({})).await;
+        let last = if old.ends_with('A') { "B" } else { "A" };
+        let unseen = format!("{}{last}", &old[..old.len() - 1]);
+        let looked_up = app.error_code(&unseen, QUERY, json!({})).await;
+        app.db()
+            .execute_unprepared("ALTER TABLE api_keys_away RENAME TO api_keys")
+            .await
+            .unwrap();
+        assert_eq!(revoked, "UNAUTHENTICATED");
+        assert_eq!(looked_up, "INTERNAL");
+        // A database failure is not remembered as a refusal.
+        assert_eq!(
+            app.error_code(&unseen, QUERY, json!({})).await,
+            "UNAUTHENTICATED"
+        );
+        app.ok(&tenant.key, QUERY, json!({})).await;
+    }
+);
