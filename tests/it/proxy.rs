@@ -1641,6 +1641,33 @@ proxy_test!(
 );
 
 proxy_test!(
+    a_flush_of_many_consumers_calls_adds_to_each_total,
+    |_| {},
+    |app, fake, tenant, id| async {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let _ = (&fake, &id);
+        let application = tenant.application_uuid();
+        // 600 consumers, more than one statement holds; the first three call twice.
+        for n in (0..600).chain(0..3) {
+            let mut entry = proxy_log_entry(application);
+            entry.consumer_id = Some(format!("many-{n:03}").into());
+            app.server().state().logs.record(entry);
+        }
+        flush_logs(&app).await;
+        let totals = entity::request_count::Entity::find()
+            .filter(entity::request_count::Column::ConsumerId.starts_with("many-"))
+            .all(app.db())
+            .await
+            .unwrap();
+        assert_eq!(totals.len(), 600);
+        for total in totals {
+            let twice = total.consumer_id.as_str() < "many-003";
+            assert_eq!(total.calls, if twice { 2 } else { 1 }, "{total:?}");
+        }
+    }
+);
+
+proxy_test!(
     log_rows_survive_the_rekeying_migration_both_ways_and_seed_the_totals,
     |_| {},
     |app, fake, tenant, id| async {
