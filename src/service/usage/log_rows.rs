@@ -8,6 +8,7 @@
 //!   `VALUES` of 10,240 parameters took ~3 times as long per row (`bench/log_insert.rs`).
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -77,7 +78,7 @@ pub async fn insert(db: &DatabaseConnection, rows: &[Row], attempt: Attempt) -> 
 async fn insert_sqlite(pool: &sqlx::SqlitePool, rows: &[Row], attempt: Attempt) -> Result<()> {
     let mut tx = pool.begin().await.map_err(Error::internal)?;
     let all = rows;
-    let mut inserted = Vec::new();
+    let mut inserted = HashSet::new();
     let mut left = rows.len();
     let mut rows = rows.iter();
     while left > 0 {
@@ -117,7 +118,7 @@ async fn insert_sqlite(pool: &sqlx::SqlitePool, rows: &[Row], attempt: Attempt) 
             }
             Attempt::Again => {
                 for row in query.fetch_all(&mut *tx).await.map_err(Error::internal)? {
-                    inserted.push(row.try_get("id").map_err(Error::internal)?);
+                    inserted.insert(row.try_get("id").map_err(Error::internal)?);
                 }
             }
         }
@@ -129,8 +130,9 @@ async fn insert_sqlite(pool: &sqlx::SqlitePool, rows: &[Row], attempt: Attempt) 
 }
 
 /// The calls a flush adds to the consumers' totals: all its rows, or on a second attempt
-/// those the database did not have yet (`inserted`).
-fn counted<'a>(rows: &'a [Row], attempt: Attempt, inserted: &[Uuid]) -> Tally<'a> {
+/// those the database did not have yet (`inserted`; up to a whole queue of held rows, hence
+/// a set).
+fn counted<'a>(rows: &'a [Row], attempt: Attempt, inserted: &HashSet<Uuid>) -> Tally<'a> {
     let entries = rows.iter().filter(move |(id, ..)| match attempt {
         Attempt::First => true,
         Attempt::Again => inserted.contains(id),
@@ -208,14 +210,14 @@ async fn insert_postgres(pool: &sqlx::PgPool, rows: &[Row], attempt: Attempt) ->
         .bind(entries().map(|e| e.sandbox).collect::<Vec<_>>())
         .bind(rows.iter().map(|(_, at, _)| *at).collect::<Vec<_>>());
     let mut tx = pool.begin().await.map_err(Error::internal)?;
-    let mut inserted = Vec::new();
+    let mut inserted = HashSet::new();
     match attempt {
         Attempt::First => {
             query.execute(&mut *tx).await.map_err(Error::internal)?;
         }
         Attempt::Again => {
             for row in query.fetch_all(&mut *tx).await.map_err(Error::internal)? {
-                inserted.push(row.try_get("id").map_err(Error::internal)?);
+                inserted.insert(row.try_get("id").map_err(Error::internal)?);
             }
         }
     }
