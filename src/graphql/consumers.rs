@@ -107,7 +107,12 @@ impl Consumer {
             .principal()?
             .require_app(&state.db, Some(self.0.application_id))
             .await?;
-        Ok(connections::of_consumer(&state.deps(), &scope, &self.0.consumer_id).await?)
+        let deps = state.deps();
+        Ok(match ctx.data_opt::<super::memo::ConsumerConnections>() {
+            Some(memo) => memo.of_consumer(&deps, &scope, &self.0.consumer_id).await?,
+            // (A subscription's events carry no request memo.)
+            None => connections::of_consumer(&deps, &scope, &self.0.consumer_id).await?,
+        })
     }
 }
 
@@ -196,6 +201,10 @@ impl ConsumerQuery {
             search: filter.unwrap_or_default().search,
         };
         let rows = consumers::list(&ctx.state()?.db, &scope, &filter, &page).await?;
+        if let Some(memo) = ctx.data_opt::<super::memo::ConsumerConnections>() {
+            let listed = rows.items.iter().map(|c| c.consumer_id.clone()).collect();
+            memo.offer(scope.application_id(), listed);
+        }
         let totals = ConsumerTotals {
             scope,
             search: filter.search,

@@ -6,14 +6,15 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use entity::connection::Model as ConnectionModel;
 use entity::integration::Model;
 use sea_orm::DatabaseConnection;
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
-use crate::auth::Tenancy;
+use crate::auth::{AppScope, Tenancy};
 use crate::error::Result;
-use crate::service::integrations;
+use crate::service::{connections, integrations};
 
 /// Integrations by id (and the tenancy they were read for), for one request (`Request::data`).
 #[derive(Default)]
@@ -43,5 +44,66 @@ impl Integrations {
             .get_or_try_init(|| Box::pin(integrations::get_in(db, tenancy, id)))
             .await?;
         Ok(integration.clone())
+    }
+}
+
+/// The live connections of the consumers a page listed, for one request (`Request::data`). A
+/// page of 200 consumers asking each for its `connections` (or `services`) ran 200 queries;
+/// the page offers its consumers here, and the first of them to ask reads all of theirs in
+/// one query, which the others await.
+#[derive(Default)]
+pub struct ConsumerConnections(Mutex<HashMap<(Uuid, String), Arc<PageRead>>>);
+
+/// One page's consumers and, once read, their connections.
+struct PageRead {
+    consumers: Vec<String>,
+    connections: OnceCell<HashMap<String, Vec<ConnectionModel>>>,
+}
+
+impl ConsumerConnections {
+    /// The consumers of one page of `application`, read together when one of them asks.
+    pub fn offer(&self, application: Uuid, consumers: Vec<String>) {
+        let Ok(mut pages) = self.0.lock() else {
+            return;
+        };
+        let keys: Vec<(Uuid, String)> =
+            consumers.iter().map(|c| (application, c.clone())).collect();
+        let page = Arc::new(PageRead {
+            consumers,
+            connections: OnceCell::new(),
+        });
+        for key in keys {
+            pages.insert(key, page.clone());
+        }
+    }
+
+    /// The consumer's live connections (as `connections::of_consumer`): from its page's one
+    /// read when a page offered it, else read on their own. A read that fails is not kept.
+    pub async fn of_consumer(
+        &self,
+        deps: &connections::Deps<'_>,
+        scope: &AppScope,
+        consumer_id: &str,
+    ) -> Result<Vec<ConnectionModel>> {
+        let page = self.0.lock().ok().and_then(|pages| {
+            pages
+                .get(&(scope.application_id(), consumer_id.to_owned()))
+                .cloned()
+        });
+        let Some(page) = page else {
+            return connections::of_consumer(deps, scope, consumer_id).await;
+        };
+        let all = page
+            .connections
+            .get_or_try_init(|| {
+                Box::pin(connections::of_consumers(
+                    deps.db,
+                    deps.catalog,
+                    scope,
+                    &page.consumers,
+                ))
+            })
+            .await?;
+        Ok(all.get(consumer_id).cloned().unwrap_or_default())
     }
 }

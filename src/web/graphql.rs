@@ -221,7 +221,8 @@ async fn run_one(
         .data(principal.clone())
         .data(info.clone())
         .data(tags.clone())
-        .data(crate::graphql::memo::Integrations::default());
+        .data(crate::graphql::memo::Integrations::default())
+        .data(crate::graphql::memo::ConsumerConnections::default());
     with_codes(schema.execute(request).await)
 }
 

@@ -157,3 +157,81 @@ db_test!(delete_removes_the_consumer, |app| async {
         .await;
     assert_eq!(code, "NOT_FOUND");
 });
+
+db_test!(
+    a_page_of_consumers_each_shows_its_own_connections,
+    |app| async {
+        let tenant = app.create_tenant("acme").await;
+        let key = tenant.key.clone();
+        for service in ["stripe", "zendesk"] {
+            app.create_integration(&key, service).await;
+        }
+        let a1 = app.create_stripe_connection(&key, "page-a", "sk_1").await;
+        let b1 = app.create_stripe_connection(&key, "page-b", "sk_2").await;
+        let created = app
+        .ok(&key, "mutation { createConnection(input: {consumerId: \"page-a\", serviceId: \"zendesk\", credentials: {accessToken: \"x\"}}) { id } }", json!({}))
+        .await;
+        let a2 = created["createConnection"]["id"].clone();
+        app.ok(
+            &key,
+            "mutation { upsertConsumer(input: {consumerId: \"page-c\"}) { consumerId } }",
+            json!({}),
+        )
+        .await;
+        // A deleted connection is left out.
+        let gone = app.create_stripe_connection(&key, "page-c", "sk_3").await;
+        app.ok(
+            &key,
+            "mutation($id: ID!) { deleteConnection(id: $id) { id } }",
+            json!({ "id": gone }),
+        )
+        .await;
+
+        const LISTED: &str = "{ consumers(first: 10) { edges { node { consumerId services connections { id } } } } }";
+        let shown = |data: Value| -> Vec<Value> {
+            data["consumers"]["edges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["node"].clone())
+                .collect()
+        };
+        let page = shown(app.ok(&key, LISTED, json!({})).await);
+        assert_eq!(
+            page,
+            [
+                json!({ "consumerId": "page-a", "services": ["stripe", "zendesk"], "connections": [{ "id": a1 }, { "id": a2 }] }),
+                json!({ "consumerId": "page-b", "services": ["stripe"], "connections": [{ "id": b1 }] }),
+                json!({ "consumerId": "page-c", "services": [], "connections": [] }),
+            ]
+        );
+
+        // A key restricted to one integration sees that integration's connections only.
+        let stripe = app
+            .ok(
+                &key,
+                "{ integrations { edges { node { id serviceId } } } }",
+                json!({}),
+            )
+            .await;
+        let stripe = stripe["integrations"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["node"]["serviceId"] == "stripe")
+            .unwrap()["node"]["id"]
+            .clone();
+        let restricted = app
+        .ok(
+            &key,
+            "mutation($i: ID) { createApiKey(input: {label: \"stripe\", integrationId: $i}) { secret } }",
+            json!({ "i": stripe }),
+        )
+        .await;
+        let restricted = restricted["createApiKey"]["secret"].as_str().unwrap();
+        let page = shown(app.ok(restricted, LISTED, json!({})).await);
+        assert_eq!(page[0]["connections"], json!([{ "id": a1 }]));
+        assert_eq!(page[0]["services"], json!(["stripe"]));
+        assert_eq!(page[1]["connections"], json!([{ "id": b1 }]));
+    }
+);

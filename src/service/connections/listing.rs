@@ -1,6 +1,8 @@
 //! Listing connections: keyset pages by id (UUIDv7, so creation order) under any mix of
 //! filters, each backed by an `(application_id, …, id)` index.
 
+use std::collections::HashMap;
+
 use entity::connection::{Column, Entity, Model};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
@@ -52,6 +54,30 @@ pub async fn list(
     }
     let rows = query.limit(page.fetch_limit()).all(db).await?;
     Ok(Page::from_lookahead(rows, page))
+}
+
+/// The live connections of several consumers in one query (a page of consumers, each asked
+/// for its connections), by consumer id, each consumer's in id order; a consumer with none
+/// is absent.
+pub async fn of_consumers(
+    db: &DatabaseConnection,
+    catalog: &Catalog,
+    scope: &AppScope,
+    consumer_ids: &[String],
+) -> Result<HashMap<String, Vec<Model>>> {
+    let rows = filtered(catalog, scope, &ConnectionFilter::default())?
+        .filter(Column::ConsumerId.is_in(consumer_ids.iter().map(String::as_str)))
+        .order_by_asc(Column::Id)
+        .all(db)
+        .await?;
+    let mut by_consumer: HashMap<String, Vec<Model>> = HashMap::new();
+    for row in rows {
+        by_consumer
+            .entry(row.consumer_id.clone())
+            .or_default()
+            .push(row);
+    }
+    Ok(by_consumer)
 }
 
 pub async fn count(

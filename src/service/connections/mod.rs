@@ -24,7 +24,7 @@ pub use credentials::{
     CredentialsInput, LiveCredentials, OAuthTokens, StoredCredentials, credentials,
 };
 pub use lifecycle::{delete, delete_all_of_consumer, revoke};
-pub use listing::{ConnectionFilter, count, list, visible};
+pub use listing::{ConnectionFilter, count, list, of_consumers, visible};
 pub use resources::{resource_settings, update_resource_settings};
 pub use settings::{as_map as settings_map, merge as merge_settings};
 pub use state::ConnectionState;
