@@ -112,20 +112,40 @@ async fn insert_sqlite(pool: &sqlx::SqlitePool, rows: &[Row], attempt: Attempt) 
                 .bind(entry.sandbox)
                 .bind(*at);
         }
-        match attempt {
-            Attempt::First => {
-                query.execute(&mut *tx).await.map_err(Error::internal)?;
-            }
-            Attempt::Again => {
-                for row in query.fetch_all(&mut *tx).await.map_err(Error::internal)? {
-                    inserted.insert(row.try_get("id").map_err(Error::internal)?);
-                }
-            }
-        }
+        run(query, &mut *tx, attempt, &mut inserted).await?;
         left -= size;
     }
     counted(all, attempt, &inserted).add_sqlite(&mut tx).await?;
     tx.commit().await.map_err(Error::internal)?;
+    Ok(())
+}
+
+/// Runs one insert of log rows; a second attempt's (`RETURNING id`) adds the ids of the rows
+/// it did insert to `inserted`.
+async fn run<'q, 'c, DB, E>(
+    query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
+    executor: E,
+    attempt: Attempt,
+    inserted: &mut HashSet<Uuid>,
+) -> Result<()>
+where
+    DB: sqlx::Database,
+    E: sqlx::Executor<'c, Database = DB>,
+    'q: 'c,
+    <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+    Uuid: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'s> &'s str: sqlx::ColumnIndex<DB::Row>,
+{
+    match attempt {
+        Attempt::First => {
+            query.execute(executor).await.map_err(Error::internal)?;
+        }
+        Attempt::Again => {
+            for row in query.fetch_all(executor).await.map_err(Error::internal)? {
+                inserted.insert(row.try_get("id").map_err(Error::internal)?);
+            }
+        }
+    }
     Ok(())
 }
 
@@ -211,16 +231,7 @@ async fn insert_postgres(pool: &sqlx::PgPool, rows: &[Row], attempt: Attempt) ->
         .bind(rows.iter().map(|(_, at, _)| *at).collect::<Vec<_>>());
     let mut tx = pool.begin().await.map_err(Error::internal)?;
     let mut inserted = HashSet::new();
-    match attempt {
-        Attempt::First => {
-            query.execute(&mut *tx).await.map_err(Error::internal)?;
-        }
-        Attempt::Again => {
-            for row in query.fetch_all(&mut *tx).await.map_err(Error::internal)? {
-                inserted.insert(row.try_get("id").map_err(Error::internal)?);
-            }
-        }
-    }
+    run(query, &mut *tx, attempt, &mut inserted).await?;
     counted(rows, attempt, &inserted)
         .add_postgres(&mut tx)
         .await?;
