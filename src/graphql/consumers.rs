@@ -79,7 +79,7 @@ impl Consumer {
             .principal()?
             .require_app(&state.db, Some(self.0.application_id))
             .await?;
-        let counts = crate::service::usage::logs::consumer_counts(
+        let counts = crate::service::usage::request_counts::consumer_counts(
             &state.db,
             &scope,
             &self.0.consumer_id,

@@ -11,7 +11,8 @@ use super::relay;
 use crate::error::Error;
 use crate::ids::{self, NodeType};
 use crate::service::pagination::PageRequest;
-use crate::service::usage::logs::{self, RequestCounts};
+use crate::service::usage::logs;
+use crate::service::usage::request_counts::{self, RequestCounts};
 use crate::service::usage::{ApiStyle, LogFilter};
 
 /// One call through Keyway, in Apideck's log model. Never holds a credential, a query string
@@ -231,7 +232,8 @@ impl LogQuery {
         let state = ctx.state()?;
         // An unknown consumer is NOT_FOUND, like everywhere else.
         crate::service::consumers::get(&state.db, &scope, &consumer_id).await?;
-        let counts = logs::consumer_counts(&state.db, &scope, &consumer_id, start, end).await?;
+        let counts =
+            request_counts::consumer_counts(&state.db, &scope, &consumer_id, start, end).await?;
         Ok(ConsumerStats {
             consumer_id,
             start,

@@ -135,7 +135,7 @@ pub async fn delete(
     let txn = deps.db.begin().await?;
     let deleted = super::connections::delete_all_of_consumer(&txn, consumer.id).await?;
     Entity::delete_by_id(consumer.id).exec(&txn).await?;
-    super::usage::logs::forget_consumer_totals(
+    super::usage::request_counts::forget_consumer_totals(
         &txn,
         consumer.application_id,
         &consumer.consumer_id,

@@ -289,7 +289,7 @@ pub struct LogFilter {
 }
 
 /// The application's rows; for a key restricted to one integration, that service's only.
-async fn scoped(db: &DatabaseConnection, scope: &AppScope) -> Result<Select<Entity>> {
+pub(super) async fn scoped(db: &DatabaseConnection, scope: &AppScope) -> Result<Select<Entity>> {
     let mut query = Entity::find().filter(Column::ApplicationId.eq(scope.application_id()));
     if let Some(only) = scope.integration_id() {
         let integration = crate::service::integrations::get(db, scope, only).await?;
@@ -341,103 +341,4 @@ pub async fn list(
         .all(db)
         .await?;
     Ok(Page::from_lookahead(rows, page))
-}
-
-/// Calls of one consumer by API style.
-#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RequestCounts {
-    pub unify: u64,
-    pub proxy: u64,
-    pub vault: u64,
-}
-
-impl RequestCounts {
-    pub fn total(&self) -> u64 {
-        self.unify + self.proxy + self.vault
-    }
-
-    /// Summed from `(api_style, calls)` pairs, a style possibly more than once.
-    fn from_rows(rows: impl IntoIterator<Item = (String, i64)>) -> Self {
-        let mut counts = Self::default();
-        for (style, calls) in rows {
-            let calls = u64::try_from(calls).unwrap_or_default();
-            match style.as_str() {
-                "unify" => counts.unify += calls,
-                "proxy" => counts.proxy += calls,
-                "vault" => counts.vault += calls,
-                _ => {}
-            }
-        }
-        counts
-    }
-}
-
-/// A consumer's calls in `[from, to)`, counted from the log rows (so within retention); all
-/// time without bounds, read from the running totals (`count_rows`), which keep calls whose
-/// rows have been purged.
-pub async fn consumer_counts(
-    db: &DatabaseConnection,
-    scope: &AppScope,
-    consumer_id: &str,
-    from: Option<DateTime<Utc>>,
-    to: Option<DateTime<Utc>>,
-) -> Result<RequestCounts> {
-    if from.is_none() && to.is_none() {
-        return consumer_totals(db, scope, consumer_id).await;
-    }
-    let mut query = scoped(db, scope)
-        .await?
-        .select_only()
-        .column(Column::ApiStyle)
-        .column_as(Column::Id.count(), "calls")
-        .filter(Column::ConsumerId.eq(consumer_id));
-    if let Some(from) = from {
-        query = query.filter(Column::CreatedAt.gte(from));
-    }
-    if let Some(to) = to {
-        query = query.filter(Column::CreatedAt.lt(to));
-    }
-    let rows: Vec<(String, i64)> = query
-        .group_by(Column::ApiStyle)
-        .into_tuple()
-        .all(db)
-        .await?;
-    Ok(RequestCounts::from_rows(rows))
-}
-
-/// Forgets a consumer's totals, with the consumer (its log rows stay, until retention). Calls
-/// still queued when it goes start a new total under its id.
-pub async fn forget_consumer_totals(
-    db: &impl sea_orm::ConnectionTrait,
-    application_id: Uuid,
-    consumer_id: &str,
-) -> Result<()> {
-    use entity::request_count::{Column, Entity};
-    Entity::delete_many()
-        .filter(Column::ApplicationId.eq(application_id))
-        .filter(Column::ConsumerId.eq(consumer_id))
-        .exec(db)
-        .await?;
-    Ok(())
-}
-
-/// A consumer's calls, all time: its totals by service (one service's, for a key restricted
-/// to one integration), summed by API style.
-async fn consumer_totals(
-    db: &DatabaseConnection,
-    scope: &AppScope,
-    consumer_id: &str,
-) -> Result<RequestCounts> {
-    use entity::request_count::{Column, Entity};
-    let mut query = Entity::find()
-        .filter(Column::ApplicationId.eq(scope.application_id()))
-        .filter(Column::ConsumerId.eq(consumer_id));
-    if let Some(only) = scope.integration_id() {
-        let integration = crate::service::integrations::get(db, scope, only).await?;
-        query = query.filter(Column::ServiceId.eq(integration.service_id));
-    }
-    let rows = query.all(db).await?;
-    Ok(RequestCounts::from_rows(
-        rows.into_iter().map(|row| (row.api_style, row.calls)),
-    ))
 }

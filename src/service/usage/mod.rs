@@ -5,6 +5,8 @@ pub mod counters;
 pub mod limits;
 pub mod log_rows;
 pub mod logs;
+pub mod request_counts;
 
 pub use limits::Limits;
-pub use logs::{ApiStyle, LogEntry, LogFilter, RequestCounts, RequestLogWriter};
+pub use logs::{ApiStyle, LogEntry, LogFilter, RequestLogWriter};
+pub use request_counts::RequestCounts;
