@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark (issue 2): start-to-ready, idle RSS, and `consumers(first: 50)` over 100,000 stored
 # consumers — first page, a page 90% deep, and the first page with each consumer's connections
-# (two each) — driven by wrk against the release binary on SQLite (and PostgreSQL too with
+# (two each) and with each one's request counts — driven by wrk against the release binary on SQLite (and PostgreSQL too with
 # BENCH_DATABASE_URL=postgres://…/db).
 #
 #   bench/consumers.sh            # DURATION=10s CONNECTIONS=8 COUNT=100000
@@ -29,6 +29,8 @@ run() { # label, DATABASE_URL or empty
   measure "[$label] consumers(first: 50) deep page " "{\"query\":\"{ consumers(first: 50, after: \\\"$deep\\\") { $fields } }\"}"
   measure "[$label] consumers(first: 50) with their connections" \
     "{\"query\":\"{ consumers(first: 50) { edges { node { consumerId connections { id serviceId state } } } } }\"}"
+  measure "[$label] consumers(first: 50) with their request counts" \
+    "{\"query\":\"{ consumers(first: 50) { edges { node { consumerId requestCounts { unify proxy vault } } } } }\"}"
   stop_server
 }
 

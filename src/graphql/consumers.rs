@@ -41,7 +41,7 @@ impl Consumer {
     }
 
     /// The consumer's live connections. A page's consumers read theirs in one query
-    /// (`memo::ConsumerConnections`), but each brings a list: still costed as a per-row query,
+    /// (`memo::ConsumerPages`), but each brings a list: still costed as a per-row query,
     /// so a page of consumers with their connections stays a list inside a list.
     #[graphql(complexity = "super::ROW_QUERY_COST + 10 * child_complexity")]
     async fn connections(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Connection>> {
@@ -79,14 +79,17 @@ impl Consumer {
             .principal()?
             .require_app(&state.db, Some(self.0.application_id))
             .await?;
-        let counts = crate::service::usage::request_counts::consumer_counts(
-            &state.db,
-            &scope,
-            &self.0.consumer_id,
-            None,
-            None,
-        )
-        .await?;
+        let consumer = &self.0.consumer_id;
+        let counts = match ctx.data_opt::<super::memo::ConsumerPages>() {
+            Some(memo) => memo.request_counts(&state.db, &scope, consumer).await?,
+            // (A subscription's events carry no request memo.)
+            None => {
+                crate::service::usage::request_counts::consumer_counts(
+                    &state.db, &scope, consumer, None, None,
+                )
+                .await?
+            }
+        };
         Ok(counts.into())
     }
 
@@ -110,8 +113,8 @@ impl Consumer {
             .require_app(&state.db, Some(self.0.application_id))
             .await?;
         let deps = state.deps();
-        Ok(match ctx.data_opt::<super::memo::ConsumerConnections>() {
-            Some(memo) => memo.of_consumer(&deps, &scope, &self.0.consumer_id).await?,
+        Ok(match ctx.data_opt::<super::memo::ConsumerPages>() {
+            Some(memo) => memo.connections(&deps, &scope, &self.0.consumer_id).await?,
             // (A subscription's events carry no request memo.)
             None => connections::of_consumer(&deps, &scope, &self.0.consumer_id).await?,
         })
@@ -203,7 +206,7 @@ impl ConsumerQuery {
             search: filter.unwrap_or_default().search,
         };
         let rows = consumers::list(&ctx.state()?.db, &scope, &filter, &page).await?;
-        if let Some(memo) = ctx.data_opt::<super::memo::ConsumerConnections>() {
+        if let Some(memo) = ctx.data_opt::<super::memo::ConsumerPages>() {
             let listed = rows.items.iter().map(|c| c.consumer_id.clone()).collect();
             memo.offer(scope.application_id(), listed);
         }

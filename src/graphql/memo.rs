@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::auth::{AppScope, Tenancy};
 use crate::error::Result;
+use crate::service::usage::request_counts::{self, RequestCounts};
 use crate::service::{connections, integrations};
 
 /// Integrations by id (and the tenancy they were read for), for one request (`Request::data`).
@@ -47,20 +48,21 @@ impl Integrations {
     }
 }
 
-/// The live connections of the consumers a page listed, for one request (`Request::data`). A
-/// page of 200 consumers asking each for its `connections` (or `services`) ran 200 queries;
-/// the page offers its consumers here, and the first of them to ask reads all of theirs in
-/// one query, which the others await.
+/// What the fields of the consumers a page listed read, for one request (`Request::data`). A
+/// page of 200 consumers asking each for its `connections` (or `services`) or its
+/// `requestCounts` ran 200 queries; the page offers its consumers here, and the first of them
+/// to ask reads all of theirs in one query, which the others await.
 #[derive(Default)]
-pub struct ConsumerConnections(Mutex<HashMap<(Uuid, String), Arc<PageRead>>>);
+pub struct ConsumerPages(Mutex<HashMap<(Uuid, String), Arc<PageRead>>>);
 
-/// One page's consumers and, once read, their connections.
+/// One page's consumers and, once read, their connections and request counts.
 struct PageRead {
     consumers: Vec<String>,
     connections: OnceCell<HashMap<String, Vec<ConnectionModel>>>,
+    counts: OnceCell<HashMap<String, RequestCounts>>,
 }
 
-impl ConsumerConnections {
+impl ConsumerPages {
     /// The consumers of one page of `application`, read together when one of them asks.
     pub fn offer(&self, application: Uuid, consumers: Vec<String>) {
         let Ok(mut pages) = self.0.lock() else {
@@ -71,26 +73,30 @@ impl ConsumerConnections {
         let page = Arc::new(PageRead {
             consumers,
             connections: OnceCell::new(),
+            counts: OnceCell::new(),
         });
         for key in keys {
             pages.insert(key, page.clone());
         }
     }
 
+    /// The page that offered the consumer, if one did.
+    fn page_of(&self, scope: &AppScope, consumer_id: &str) -> Option<Arc<PageRead>> {
+        let pages = self.0.lock().ok()?;
+        pages
+            .get(&(scope.application_id(), consumer_id.to_owned()))
+            .cloned()
+    }
+
     /// The consumer's live connections (as `connections::of_consumer`): from its page's one
     /// read when a page offered it, else read on their own. A read that fails is not kept.
-    pub async fn of_consumer(
+    pub async fn connections(
         &self,
         deps: &connections::Deps<'_>,
         scope: &AppScope,
         consumer_id: &str,
     ) -> Result<Vec<ConnectionModel>> {
-        let page = self.0.lock().ok().and_then(|pages| {
-            pages
-                .get(&(scope.application_id(), consumer_id.to_owned()))
-                .cloned()
-        });
-        let Some(page) = page else {
+        let Some(page) = self.page_of(scope, consumer_id) else {
             return connections::of_consumer(deps, scope, consumer_id).await;
         };
         let all = page
@@ -105,5 +111,24 @@ impl ConsumerConnections {
             })
             .await?;
         Ok(all.get(consumer_id).cloned().unwrap_or_default())
+    }
+
+    /// The consumer's all-time request counts, read as `connections` are.
+    pub async fn request_counts(
+        &self,
+        db: &DatabaseConnection,
+        scope: &AppScope,
+        consumer_id: &str,
+    ) -> Result<RequestCounts> {
+        let Some(page) = self.page_of(scope, consumer_id) else {
+            return request_counts::consumer_counts(db, scope, consumer_id, None, None).await;
+        };
+        let all = page
+            .counts
+            .get_or_try_init(|| {
+                Box::pin(request_counts::consumers_totals(db, scope, &page.consumers))
+            })
+            .await?;
+        Ok(all.get(consumer_id).copied().unwrap_or_default())
     }
 }

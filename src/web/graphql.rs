@@ -222,7 +222,7 @@ async fn run_one(
         .data(info.clone())
         .data(tags.clone())
         .data(crate::graphql::memo::Integrations::default())
-        .data(crate::graphql::memo::ConsumerConnections::default());
+        .data(crate::graphql::memo::ConsumerPages::default());
     with_codes(schema.execute(request).await)
 }
 

@@ -159,7 +159,7 @@ db_test!(delete_removes_the_consumer, |app| async {
 });
 
 db_test!(
-    a_page_of_consumers_each_shows_its_own_connections,
+    a_page_of_consumers_each_shows_its_own_connections_and_counts,
     |app| async {
         let tenant = app.create_tenant("acme").await;
         let key = tenant.key.clone();
@@ -187,7 +187,25 @@ db_test!(
         )
         .await;
 
-        const LISTED: &str = "{ consumers(first: 10) { edges { node { consumerId services connections { id } } } } }";
+        // Calls of each consumer through the hosted pages (no other call here is one).
+        for (consumer, service) in [
+            ("page-a", "stripe"),
+            ("page-a", "stripe"),
+            ("page-a", "zendesk"),
+            ("page-b", "stripe"),
+        ] {
+            let mut entry = keyway::service::usage::LogEntry::new(
+                tenant.application_uuid(),
+                keyway::service::usage::ApiStyle::Vault,
+                "vault",
+            );
+            entry.consumer_id = Some(consumer.into());
+            entry.service_id = Some(service.into());
+            app.server().state().logs.record(entry);
+        }
+        app.server().state().logs.flush(app.db()).await.unwrap();
+
+        const LISTED: &str = "{ consumers(first: 10) { edges { node { consumerId services connections { id } requestCounts { vault } } } } }";
         let shown = |data: Value| -> Vec<Value> {
             data["consumers"]["edges"]
                 .as_array()
@@ -200,9 +218,9 @@ db_test!(
         assert_eq!(
             page,
             [
-                json!({ "consumerId": "page-a", "services": ["stripe", "zendesk"], "connections": [{ "id": a1 }, { "id": a2 }] }),
-                json!({ "consumerId": "page-b", "services": ["stripe"], "connections": [{ "id": b1 }] }),
-                json!({ "consumerId": "page-c", "services": [], "connections": [] }),
+                json!({ "consumerId": "page-a", "services": ["stripe", "zendesk"], "connections": [{ "id": a1 }, { "id": a2 }], "requestCounts": { "vault": 3 } }),
+                json!({ "consumerId": "page-b", "services": ["stripe"], "connections": [{ "id": b1 }], "requestCounts": { "vault": 1 } }),
+                json!({ "consumerId": "page-c", "services": [], "connections": [], "requestCounts": { "vault": 0 } }),
             ]
         );
 
@@ -233,5 +251,16 @@ db_test!(
         assert_eq!(page[0]["connections"], json!([{ "id": a1 }]));
         assert_eq!(page[0]["services"], json!(["stripe"]));
         assert_eq!(page[1]["connections"], json!([{ "id": b1 }]));
+        let vault: Vec<&Value> = page.iter().map(|c| &c["requestCounts"]["vault"]).collect();
+        assert_eq!(vault, [&json!(2), &json!(1), &json!(0)]);
+        // A consumer read on its own counts the same.
+        let alone = app
+            .ok(
+                restricted,
+                "{ consumer(consumerId: \"page-a\") { requestCounts { vault } } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(alone["consumer"]["requestCounts"]["vault"], 2);
     }
 );

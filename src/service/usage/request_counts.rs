@@ -1,6 +1,8 @@
 //! A consumer's request counts by API style: all time from the running totals the log writer
 //! keeps (`count_rows`), or in a time range from the log rows themselves.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use entity::request_log::Column;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
@@ -88,23 +90,41 @@ pub async fn forget_consumer_totals(
     Ok(())
 }
 
-/// A consumer's calls, all time: its totals by service (one service's, for a key restricted
-/// to one integration), summed by API style.
+/// A consumer's calls, all time (see `consumers_totals`).
 async fn consumer_totals(
     db: &DatabaseConnection,
     scope: &AppScope,
     consumer_id: &str,
 ) -> Result<RequestCounts> {
+    let mut totals = consumers_totals(db, scope, &[consumer_id.to_owned()]).await?;
+    Ok(totals.remove(consumer_id).unwrap_or_default())
+}
+
+/// Several consumers' calls, all time, in one query (a page of consumers, each asked for its
+/// counts): each one's totals by service (one service's, for a key restricted to one
+/// integration), summed by API style. A consumer with no calls is absent.
+pub async fn consumers_totals(
+    db: &DatabaseConnection,
+    scope: &AppScope,
+    consumer_ids: &[String],
+) -> Result<HashMap<String, RequestCounts>> {
     use entity::request_count::{Column, Entity};
     let mut query = Entity::find()
         .filter(Column::ApplicationId.eq(scope.application_id()))
-        .filter(Column::ConsumerId.eq(consumer_id));
+        .filter(Column::ConsumerId.is_in(consumer_ids.iter().map(String::as_str)));
     if let Some(only) = scope.integration_id() {
         let integration = crate::service::integrations::get(db, scope, only).await?;
         query = query.filter(Column::ServiceId.eq(integration.service_id));
     }
-    let rows = query.all(db).await?;
-    Ok(RequestCounts::from_rows(
-        rows.into_iter().map(|row| (row.api_style, row.calls)),
-    ))
+    let mut by_consumer: HashMap<String, Vec<(String, i64)>> = HashMap::new();
+    for row in query.all(db).await? {
+        by_consumer
+            .entry(row.consumer_id)
+            .or_default()
+            .push((row.api_style, row.calls));
+    }
+    Ok(by_consumer
+        .into_iter()
+        .map(|(consumer, rows)| (consumer, RequestCounts::from_rows(rows)))
+        .collect())
 }
