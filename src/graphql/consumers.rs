@@ -40,9 +40,10 @@ impl Consumer {
         }
     }
 
-    /// The consumer's live connections. A page's consumers read theirs in one query
-    /// (`memo::ConsumerPages`), but each brings a list: still costed as a per-row query,
-    /// so a page of consumers with their connections stays a list inside a list.
+    /// The consumer's live connections.
+    // A page's consumers read theirs in one query (`memo::ConsumerPages`), but each brings a
+    // list: still costed as a per-row query, so a page of consumers with their connections
+    // stays a list inside a list.
     #[graphql(complexity = "super::ROW_QUERY_COST + 10 * child_complexity")]
     async fn connections(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Connection>> {
         Ok(self
