@@ -7,10 +7,10 @@ use entity::consumer::Model;
 
 use super::connections::Connection;
 use super::context::ContextExt;
+use super::memo::ConsumerPages;
 use super::relay;
 use crate::auth::AppScope;
 use crate::ids::{self, NodeType};
-use crate::service::connections;
 use crate::service::consumers::{self, ConsumerFilter, ConsumerMetadata};
 use crate::service::pagination::PageRequest;
 
@@ -80,17 +80,9 @@ impl Consumer {
             .principal()?
             .require_app(&state.db, Some(self.0.application_id))
             .await?;
-        let consumer = &self.0.consumer_id;
-        let counts = match ctx.data_opt::<super::memo::ConsumerPages>() {
-            Some(memo) => memo.request_counts(&state.db, &scope, consumer).await?,
-            // (A subscription's events carry no request memo.)
-            None => {
-                crate::service::usage::request_counts::consumer_counts(
-                    &state.db, &scope, consumer, None, None,
-                )
-                .await?
-            }
-        };
+        let counts =
+            ConsumerPages::request_counts(ctx.data_opt(), &state.db, &scope, &self.0.consumer_id)
+                .await?;
         Ok(counts.into())
     }
 
@@ -114,11 +106,7 @@ impl Consumer {
             .require_app(&state.db, Some(self.0.application_id))
             .await?;
         let deps = state.deps();
-        Ok(match ctx.data_opt::<super::memo::ConsumerPages>() {
-            Some(memo) => memo.connections(&deps, &scope, &self.0.consumer_id).await?,
-            // (A subscription's events carry no request memo.)
-            None => connections::of_consumer(&deps, &scope, &self.0.consumer_id).await?,
-        })
+        Ok(ConsumerPages::connections(ctx.data_opt(), &deps, &scope, &self.0.consumer_id).await?)
     }
 }
 
@@ -207,7 +195,7 @@ impl ConsumerQuery {
             search: filter.unwrap_or_default().search,
         };
         let rows = consumers::list(&ctx.state()?.db, &scope, &filter, &page).await?;
-        if let Some(memo) = ctx.data_opt::<super::memo::ConsumerPages>() {
+        if let Some(memo) = ctx.data_opt::<ConsumerPages>() {
             let listed = rows.items.iter().map(|c| c.consumer_id.clone()).collect();
             memo.offer(scope.application_id(), listed);
         }

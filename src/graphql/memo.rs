@@ -89,14 +89,15 @@ impl ConsumerPages {
     }
 
     /// The consumer's live connections (as `connections::of_consumer`): from its page's one
-    /// read when a page offered it, else read on their own. A read that fails is not kept.
+    /// read when a page offered it, else read on their own (so too without `pages`: a
+    /// subscription's events carry no request memo). A read that fails is not kept.
     pub async fn connections(
-        &self,
+        pages: Option<&Self>,
         deps: &connections::Deps<'_>,
         scope: &AppScope,
         consumer_id: &str,
     ) -> Result<Vec<ConnectionModel>> {
-        let Some(page) = self.page_of(scope, consumer_id) else {
+        let Some(page) = pages.and_then(|p| p.page_of(scope, consumer_id)) else {
             return connections::of_consumer(deps, scope, consumer_id).await;
         };
         let all = page
@@ -115,12 +116,12 @@ impl ConsumerPages {
 
     /// The consumer's all-time request counts, read as `connections` are.
     pub async fn request_counts(
-        &self,
+        pages: Option<&Self>,
         db: &DatabaseConnection,
         scope: &AppScope,
         consumer_id: &str,
     ) -> Result<RequestCounts> {
-        let Some(page) = self.page_of(scope, consumer_id) else {
+        let Some(page) = pages.and_then(|p| p.page_of(scope, consumer_id)) else {
             return request_counts::consumer_counts(db, scope, consumer_id, None, None).await;
         };
         let all = page

@@ -163,21 +163,15 @@ db_test!(
     |app| async {
         let tenant = app.create_tenant("acme").await;
         let key = tenant.key.clone();
-        for service in ["stripe", "zendesk"] {
-            app.create_integration(&key, service).await;
-        }
+        let stripe = app.create_integration(&key, "stripe").await;
+        app.create_integration(&key, "zendesk").await;
         let a1 = app.create_stripe_connection(&key, "page-a", "sk_1").await;
         let b1 = app.create_stripe_connection(&key, "page-b", "sk_2").await;
         let created = app
         .ok(&key, "mutation { createConnection(input: {consumerId: \"page-a\", serviceId: \"zendesk\", credentials: {accessToken: \"x\"}}) { id } }", json!({}))
         .await;
         let a2 = created["createConnection"]["id"].clone();
-        app.ok(
-            &key,
-            "mutation { upsertConsumer(input: {consumerId: \"page-c\"}) { consumerId } }",
-            json!({}),
-        )
-        .await;
+        app.upsert_consumer(&key, "page-c").await;
         // A deleted connection is left out.
         let gone = app.create_stripe_connection(&key, "page-c", "sk_3").await;
         app.ok(
@@ -225,28 +219,7 @@ db_test!(
         );
 
         // A key restricted to one integration sees that integration's connections only.
-        let stripe = app
-            .ok(
-                &key,
-                "{ integrations { edges { node { id serviceId } } } }",
-                json!({}),
-            )
-            .await;
-        let stripe = stripe["integrations"]["edges"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["node"]["serviceId"] == "stripe")
-            .unwrap()["node"]["id"]
-            .clone();
-        let restricted = app
-        .ok(
-            &key,
-            "mutation($i: ID) { createApiKey(input: {label: \"stripe\", integrationId: $i}) { secret } }",
-            json!({ "i": stripe }),
-        )
-        .await;
-        let restricted = restricted["createApiKey"]["secret"].as_str().unwrap();
+        let restricted = &app.restricted_key(&key, &stripe).await;
         let page = shown(app.ok(restricted, LISTED, json!({})).await);
         assert_eq!(page[0]["connections"], json!([{ "id": a1 }]));
         assert_eq!(page[0]["services"], json!(["stripe"]));

@@ -1588,21 +1588,8 @@ proxy_test!(
         assert_eq!(kept, now, "all-time counts outlive the rows");
 
         // A key restricted to another integration counts none of the proxy's calls.
-        let other = app
-            .ok(
-                &tenant.key,
-                "mutation { createIntegration(input: {serviceId: \"hubspot\", clientId: \"c\", clientSecret: \"s\"}) { id } }",
-                json!({}),
-            )
-            .await;
-        let restricted = app
-            .ok(
-                &tenant.key,
-                "mutation($i: ID!) { createApiKey(input: {label: \"one\", integrationId: $i}) { secret } }",
-                json!({ "i": other["createIntegration"]["id"] }),
-            )
-            .await;
-        let restricted = restricted["createApiKey"]["secret"].as_str().unwrap();
+        let other = app.create_integration(&tenant.key, "hubspot").await;
+        let restricted = &app.restricted_key(&tenant.key, &other).await;
         let theirs = app
             .ok(
                 restricted,
@@ -1623,12 +1610,7 @@ proxy_test!(
         )
         .await;
         flush_logs(&app).await;
-        app.ok(
-            &tenant.key,
-            "mutation { upsertConsumer(input: {consumerId: \"alice\"}) { consumerId } }",
-            json!({}),
-        )
-        .await;
+        app.upsert_consumer(&tenant.key, "alice").await;
         let again =
             counts("{ consumer(consumerId: \"alice\") { requestCounts { unify proxy vault } } }")
                 .await;

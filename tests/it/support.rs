@@ -298,6 +298,21 @@ impl TestApp {
             .to_owned()
     }
 
+    /// A new secret key of the tenant restricted to one integration; returns its secret.
+    pub async fn restricted_key(&self, token: &str, integration_id: &str) -> String {
+        let data = self
+            .ok(
+                token,
+                "mutation($i: ID) { createApiKey(input: {label: \"restricted\", integrationId: $i}) { secret } }",
+                json!({ "i": integration_id }),
+            )
+            .await;
+        data["createApiKey"]["secret"]
+            .as_str()
+            .expect("secret")
+            .to_owned()
+    }
+
     /// A callable Stripe connection holding `api_key`; returns its id.
     pub async fn create_stripe_connection(
         &self,
