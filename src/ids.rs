@@ -78,6 +78,14 @@ pub fn decode_as(expected: NodeType, id: &str) -> Result<Uuid> {
     }
 }
 
+/// The smallest UUIDv7 of `at`'s millisecond (its random bits zero). Rows keyed by UUIDv7s
+/// made when they were written are found by time through their key: every id made at `at` or
+/// later sorts at or above it, every one made earlier below.
+pub fn first_v7_at(at: chrono::DateTime<chrono::Utc>) -> Uuid {
+    let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+    uuid::Builder::from_unix_timestamp_millis(millis, &[0; 10]).into_uuid()
+}
+
 pub fn decode_optional(expected: NodeType, id: Option<&ID>) -> Result<Option<Uuid>> {
     id.map(|id| decode_as(expected, id)).transpose()
 }

@@ -132,10 +132,11 @@ impl Server {
         let keys_db = state.db.clone();
         let refresher = state.refresher.clone();
         let refresh_state = state.clone();
-        let flows_db = state.db.clone();
+        let housekeeping_db = state.db.clone();
         let (limits, limits_db) = (state.limits.clone(), state.db.clone());
         let (logs, logs_db) = (state.logs.clone(), state.db.clone());
         let retention = state.config.log_retention_days;
+        let event_retention = state.config.event_retention_days;
         let relay = service::events::relay::Relay {
             bus: state.bus.clone(),
             principals: state.principals.clone(),
@@ -161,7 +162,12 @@ impl Server {
                 let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
                 loop {
                     tick.tick().await;
-                    if let Err(err) = service::oauth::purge_expired_flows(&flows_db).await {
+                    if let Err(err) = service::oauth::purge_expired_flows(&housekeeping_db).await {
+                        err.log();
+                    }
+                    if let Err(err) =
+                        service::events::purge(&housekeeping_db, event_retention).await
+                    {
                         err.log();
                     }
                 }

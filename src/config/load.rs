@@ -45,6 +45,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("proxy_rate_limit_wait_max_secs", Kind::Integer),
     ("graphql_rate_limit_per_minute", Kind::Integer),
     ("log_retention_days", Kind::Integer),
+    ("event_retention_days", Kind::Integer),
     ("webhook_retry_schedule", Kind::Text),
     ("webhook_timeout_secs", Kind::Integer),
     ("outbox_poll_ms", Kind::Integer),
@@ -251,11 +252,14 @@ mod tests {
     }
 
     #[test]
-    fn the_proxy_bounds_are_checked_and_name_their_key() {
+    fn the_proxy_and_retention_bounds_are_checked_and_name_their_key() {
         for (var, over, edge) in [
             ("KEYWAY_UPSTREAM_TIMEOUT_SECS", "121", "120"),
             ("KEYWAY_CREDENTIAL_CACHE_SECS", "3601", "3600"),
             ("KEYWAY_PROXY_RATE_LIMIT_WAIT_MAX_SECS", "301", "300"),
+            ("KEYWAY_LOG_RETENTION_DAYS", "3651", "3650"),
+            ("KEYWAY_EVENT_RETENTION_DAYS", "0", "1"),
+            ("KEYWAY_EVENT_RETENTION_DAYS", "3651", "3650"),
         ] {
             let err = Config::load_from(None, vars(&[(var, over)])).unwrap_err();
             let key = var.trim_start_matches("KEYWAY_").to_ascii_lowercase();

@@ -900,6 +900,93 @@ async fn events_and_revocations_reach_every_replica() {
     a.stop().await;
 }
 
+/// A replica cut off from the database for longer than its pool waits for a connection
+/// (5 s) still delivers what another replica committed meanwhile: its listener reads back
+/// from where it last heard, however long the outage, not from a few seconds before it got
+/// back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_cut_off_from_the_database_delivers_what_it_missed() {
+    if std::env::var("KEYWAY_TEST_DATABASE_URL").is_err() {
+        return;
+    }
+    let a = TestApp::new(Backend::Postgres).await.unwrap();
+    let mut gate = Gate::to(&a.database_url().unwrap()).await;
+    let b = a
+        .replica(|c| c.database_url = Some(keyway::crypto::Secret::new(gate.url.clone())))
+        .await;
+    let tenant = a.create_tenant("acme").await;
+    a.create_integration(&tenant.key, "stripe").await;
+    let mut on_b = subscribed(&b, &tenant.key, json!({})).await;
+
+    gate.cut();
+    a.create_stripe_connection(&tenant.key, "zoe", "sk_test_cut_off")
+        .await;
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    assert!(
+        matches!(next(&mut on_b, 0).await, Err(None)),
+        "B delivered an event while cut off from the database"
+    );
+    gate.restore();
+
+    let first = next(&mut on_b, 15)
+        .await
+        .expect("B never delivered what A committed while it was cut off");
+    let event = &first["payload"]["data"]["connectionEvents"];
+    assert_eq!(event["type"], "connection.created");
+    assert_eq!(event["consumerId"], "zoe");
+    b.stop().await;
+    a.stop().await;
+}
+
+/// A TCP relay to PostgreSQL that can be cut and restored: a partition between one replica and
+/// the database. Cut, it ends every open link and drops each new connection as soon as it is
+/// accepted (as a proxy in front of a database that is down does), so a connection attempt
+/// fails at once instead of being retried until the server is back.
+struct Gate {
+    url: String,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+impl Gate {
+    async fn to(database_url: &str) -> Gate {
+        let mut url = reqwest::Url::parse(database_url).unwrap();
+        let target = url.socket_addrs(|| Some(5432)).unwrap()[0];
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        url.set_port(Some(listener.local_addr().unwrap().port()))
+            .unwrap();
+        let (open, watch) = tokio::sync::watch::channel(true);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !*watch.borrow() {
+                    continue;
+                }
+                let mut watch = watch.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = watch.wait_for(|open| !*open) => {}
+                    }
+                });
+            }
+        });
+        Gate {
+            url: url.to_string(),
+            open,
+        }
+    }
+
+    fn cut(&mut self) {
+        self.open.send_replace(false);
+    }
+
+    fn restore(&mut self) {
+        self.open.send_replace(true);
+    }
+}
+
 crate::db_test!(
     one_change_queues_a_delivery_per_event_and_interested_endpoint,
     |app| async {
@@ -924,6 +1011,50 @@ crate::db_test!(
             queued_types(&app, &tenant.key, &created_only).await,
             ["connection.created"]
         );
+    }
+);
+
+crate::db_test!(
+    the_outbox_purge_deletes_only_events_past_retention,
+    |app| async {
+        use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel};
+        let tenant = app.create_tenant("acme").await;
+        app.create_integration(&tenant.key, "stripe").await;
+        app.create_stripe_connection(&tenant.key, "bob", "sk_test_kept")
+            .await;
+        let recorded = entity::event::Entity::find().all(app.db()).await.unwrap();
+        assert_eq!(recorded.len(), 2, "created and callable");
+        // Recorded 8 days ago, as `events::record` would have made it then (its id a UUIDv7 of
+        // that time).
+        let old_at = chrono::Utc::now() - chrono::Duration::days(8);
+        let old_id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            old_at.timestamp() as u64,
+            0,
+        ));
+        entity::event::Model {
+            id: old_id,
+            occurred_at: old_at,
+            ..recorded[0].clone()
+        }
+        .into_active_model()
+        .insert(app.db())
+        .await
+        .unwrap();
+
+        let deleted = keyway::service::events::purge(app.db(), 7).await.unwrap();
+        assert_eq!(deleted, 1);
+        let mut left: Vec<uuid::Uuid> = entity::event::Entity::find()
+            .all(app.db())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        left.sort();
+        let mut expected: Vec<uuid::Uuid> = recorded.iter().map(|e| e.id).collect();
+        expected.sort();
+        assert_eq!(left, expected, "the events within retention are kept");
     }
 );
 

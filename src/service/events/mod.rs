@@ -2,14 +2,19 @@
 //! transaction, so an event exists exactly when its change committed; the same transaction
 //! queues one webhook delivery per interested endpoint and (on PostgreSQL) a `NOTIFY`, which
 //! PostgreSQL sends only at commit. `relay` then fans committed events out to this replica's
-//! subscribers; a rolled-back change emits nothing anywhere.
+//! subscribers; a rolled-back change emits nothing anywhere. Once relayed, an event row is
+//! read again only by a replica catching up after losing its database connection (webhook
+//! deliveries carry their own copy), so rows past `event_retention_days` are deleted.
 
 pub mod relay;
 
 use chrono::Utc;
 use entity::connection;
 use entity::event::{ActiveModel, Entity, Model};
-use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseBackend, EntityTrait, Statement};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection,
+    EntityTrait, QueryFilter, Statement,
+};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -107,6 +112,17 @@ pub async fn record_all<C: ConnectionTrait>(
         .await?;
     }
     Ok(())
+}
+
+/// Deletes the events recorded more than `retention_days` ago; returns how many. Event ids
+/// are UUIDv7s made when the event was, so the key finds them without a scan.
+pub async fn purge(db: &DatabaseConnection, retention_days: u64) -> Result<u64> {
+    let before = Utc::now() - chrono::Duration::days(retention_days as i64);
+    let deleted = Entity::delete_many()
+        .filter(entity::event::Column::Id.lt(ids::first_v7_at(before)))
+        .exec(db)
+        .await?;
+    Ok(deleted.rows_affected)
 }
 
 fn event(kind: EventType, conn: &connection::Model) -> Model {

@@ -31,6 +31,10 @@ use crate::service::proxy::CredentialCache;
 pub const CHANNEL: &str = "keyway_events";
 const CAPACITY: usize = 16_384;
 const BATCH: u64 = 500;
+/// How far before the last event heard a catch-up reads back: an event carries its writer's
+/// clock from before its commit, so one that committed late (or on a replica whose clock is
+/// behind) is stamped earlier than it was notified.
+const CATCH_UP_MARGIN: chrono::Duration = chrono::Duration::seconds(30);
 
 /// One committed event, shared by every subscriber.
 #[derive(Debug)]
@@ -156,13 +160,16 @@ impl Relay {
     pub async fn run(self) {
         let mut recent = Recent::default();
         match self.db.get_database_backend() {
-            DatabaseBackend::Postgres => loop {
-                let since = Utc::now() - chrono::Duration::seconds(5);
-                if let Err(err) = self.listen(&mut recent, since).await {
-                    tracing::warn!(error = %err, "event listener failed; reconnecting");
+            DatabaseBackend::Postgres => {
+                // Nobody subscribed before the start; a few seconds back is plenty.
+                let mut heard = Utc::now() - chrono::Duration::seconds(5);
+                loop {
+                    if let Err(err) = self.listen(&mut recent, &mut heard).await {
+                        tracing::warn!(error = %err, "event listener failed; reconnecting");
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            },
+            }
             _ => self.poll(&mut recent).await,
         }
     }
@@ -212,7 +219,10 @@ impl Relay {
         }
     }
 
-    async fn listen(&self, recent: &mut Recent, since: DateTime<Utc>) -> anyhow::Result<()> {
+    /// Listens until the connection fails. `heard` is the time up to which every committed
+    /// event has been heard: it moves only while the listener is known to be connected, so
+    /// after an outage of any length the catch-up starts where the last connection left off.
+    async fn listen(&self, recent: &mut Recent, heard: &mut DateTime<Utc>) -> anyhow::Result<()> {
         // A listener keeps its connection for as long as it listens: it gets one of its own,
         // made like the pool's, so that it never holds one of the `database_max_connections`
         // every other query shares (with one, it would hold the only one).
@@ -222,26 +232,19 @@ impl Relay {
             .connect_lazy_with(options);
         let mut listener = sea_orm::sqlx::postgres::PgListener::connect_with(&own).await?;
         listener.listen(CHANNEL).await?;
-        let mut since = since;
         loop {
+            // Whatever commits from here on is notified.
+            let listening = Utc::now();
             // Notices sent while nobody listened are not read back, as events are: whatever
-            // they would have dropped is dropped now. (One sent before the listener is back
-            // may still be missed; the caches' time to live bounds what it leaves.)
+            // they would have dropped is dropped now.
             self.heed(Notice::Revoked);
             self.heed(Notice::IntegrationChanged);
             // What committed while nobody listened (start, or a lost connection).
-            let missed = Entity::find()
-                .filter(Column::OccurredAt.gte(since))
-                .order_by_asc(Column::OccurredAt)
-                .all(&self.db)
-                .await?;
-            for event in missed {
-                self.publish(recent, event);
-            }
+            self.catch_up(recent, *heard - CATCH_UP_MARGIN).await?;
+            *heard = (*heard).max(listening);
             loop {
                 let Some(first) = listener.try_recv().await? else {
                     // The connection was lost (and is re-established on the next call).
-                    since = Utc::now() - chrono::Duration::seconds(30);
                     break;
                 };
                 if let Some(notice) = Notice::parse(first.payload()) {
@@ -268,8 +271,34 @@ impl Relay {
                 // Commit order, as notified.
                 events.sort_by_key(|e| ids.iter().position(|i| *i == e.id));
                 for event in events {
+                    // Notified in commit order: everything committed before it has been heard.
+                    // (Never past this replica's own clock, however far ahead the writer's.)
+                    *heard = (*heard).max(event.occurred_at.min(Utc::now()));
                     self.publish(recent, event);
                 }
+            }
+        }
+    }
+
+    /// Publishes the events recorded since `since` (by the writers' clocks), in id order and a
+    /// batch at a time; those already published are skipped by `recent`.
+    async fn catch_up(&self, recent: &mut Recent, since: DateTime<Utc>) -> anyhow::Result<()> {
+        // Event ids are UUIDv7s, so the key's own order finds them, whatever their number.
+        let mut from = Column::Id.gte(crate::ids::first_v7_at(since));
+        loop {
+            let events = Entity::find()
+                .filter(from.clone())
+                .order_by_asc(Column::Id)
+                .limit(BATCH)
+                .all(&self.db)
+                .await?;
+            let full = events.len() as u64 == BATCH;
+            for event in events {
+                from = Column::Id.gt(event.id);
+                self.publish(recent, event);
+            }
+            if !full {
+                return Ok(());
             }
         }
     }

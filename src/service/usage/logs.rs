@@ -262,8 +262,7 @@ async fn write(db: &DatabaseConnection, rows: &[Row], attempt: Attempt) -> Resul
 /// (none does yet) must delete its logs with it.
 pub async fn purge(db: &DatabaseConnection, retention_days: u64) -> Result<()> {
     let before = Utc::now() - chrono::Duration::days(retention_days as i64);
-    let millis = u64::try_from(before.timestamp_millis()).unwrap_or(0);
-    let first_kept = uuid::Builder::from_unix_timestamp_millis(millis, &[0; 10]).into_uuid();
+    let first_kept = crate::ids::first_v7_at(before);
     let applications = sea_orm::sea_query::Query::select()
         .column(entity::application::Column::Id)
         .from(entity::application::Entity)
