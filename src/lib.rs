@@ -136,7 +136,6 @@ impl Server {
         let (limits, limits_db) = (state.limits.clone(), state.db.clone());
         let (logs, logs_db) = (state.logs.clone(), state.db.clone());
         let retention = state.config.log_retention_days;
-        let event_retention = state.config.event_retention_days;
         let relay = service::events::relay::Relay {
             bus: state.bus.clone(),
             principals: state.principals.clone(),
@@ -158,20 +157,10 @@ impl Server {
             tokio::spawn(webhooks.run()),
             tokio::spawn(async move { limits.counters.run(limits_db).await }),
             tokio::spawn(async move { logs.run(logs_db, retention).await }),
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
-                loop {
-                    tick.tick().await;
-                    if let Err(err) = service::oauth::purge_expired_flows(&housekeeping_db).await {
-                        err.log();
-                    }
-                    if let Err(err) =
-                        service::events::purge(&housekeeping_db, event_retention).await
-                    {
-                        err.log();
-                    }
-                }
-            }),
+            tokio::spawn(service::housekeeping::run(
+                housekeeping_db,
+                state.config.clone(),
+            )),
             tokio::spawn(async move { recorder.run(db).await }),
             tokio::spawn(async move { keys.run(keys_db).await }),
             tokio::spawn(async move {

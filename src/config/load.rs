@@ -46,6 +46,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("graphql_rate_limit_per_minute", Kind::Integer),
     ("log_retention_days", Kind::Integer),
     ("event_retention_days", Kind::Integer),
+    ("webhook_delivery_retention_days", Kind::Integer),
     ("webhook_retry_schedule", Kind::Text),
     ("webhook_timeout_secs", Kind::Integer),
     ("outbox_poll_ms", Kind::Integer),
@@ -260,6 +261,7 @@ mod tests {
             ("KEYWAY_LOG_RETENTION_DAYS", "3651", "3650"),
             ("KEYWAY_EVENT_RETENTION_DAYS", "0", "1"),
             ("KEYWAY_EVENT_RETENTION_DAYS", "3651", "3650"),
+            ("KEYWAY_WEBHOOK_DELIVERY_RETENTION_DAYS", "0", "1"),
         ] {
             let err = Config::load_from(None, vars(&[(var, over)])).unwrap_err();
             let key = var.trim_start_matches("KEYWAY_").to_ascii_lowercase();

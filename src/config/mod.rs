@@ -75,6 +75,8 @@ pub struct Config {
     pub log_retention_days: u64,
     /// Events (the outbox) older than this many days are deleted.
     pub event_retention_days: u64,
+    /// Finished webhook deliveries older than this many days are deleted.
+    pub webhook_delivery_retention_days: u64,
     /// Seconds to wait before each webhook delivery attempt, comma-separated: the first is
     /// the first attempt, each further one a retry (about SPEC §6's schedule, ±10% jitter).
     pub webhook_retry_schedule: String,
@@ -117,6 +119,7 @@ impl Default for Config {
             graphql_rate_limit_per_minute: 3000,
             log_retention_days: 30,
             event_retention_days: 7,
+            webhook_delivery_retention_days: 30,
             webhook_retry_schedule: "0,5,300,1800,7200,18000,36000,36000".to_owned(),
             webhook_timeout_secs: 15,
             outbox_poll_ms: 250,
@@ -175,6 +178,9 @@ impl Config {
         }
         if !(1..=3650).contains(&self.event_retention_days) {
             bail!("event_retention_days must be between 1 and 3650");
+        }
+        if !(1..=3650).contains(&self.webhook_delivery_retention_days) {
+            bail!("webhook_delivery_retention_days must be between 1 and 3650");
         }
         if !(1..=300).contains(&self.refresh_lease_secs) {
             bail!("refresh_lease_secs must be between 1 and 300");

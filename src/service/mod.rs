@@ -9,6 +9,7 @@ pub mod applications;
 pub mod connections;
 pub mod consumers;
 pub mod events;
+pub mod housekeeping;
 pub mod integrations;
 pub mod keys;
 pub mod last_used;

@@ -1058,6 +1058,76 @@ crate::db_test!(
     }
 );
 
+crate::db_test!(
+    the_delivery_purge_deletes_only_finished_deliveries_past_retention,
+    |app| async {
+        use entity::webhook_delivery::{Entity, Model};
+        use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel};
+        let tenant = app.create_tenant("acme").await;
+        app.create_integration(&tenant.key, "stripe").await;
+        create_webhook(&app, &tenant.key, "https://hooks.example.com/all").await;
+        app.create_stripe_connection(&tenant.key, "bob", "sk_test_history")
+            .await;
+        let queued = Entity::find().all(app.db()).await.unwrap();
+        assert!(!queued.is_empty());
+        let now = chrono::Utc::now();
+        let days_ago = |days: i64| now - chrono::Duration::days(days);
+        // (queued, status, last attempt, kept by a purge at 30 days)
+        let cases = [
+            (days_ago(31), "succeeded", Some(days_ago(31)), false),
+            (
+                days_ago(31),
+                "failed",
+                Some(days_ago(30) - chrono::Duration::hours(1)),
+                false,
+            ),
+            (days_ago(31), "failed", None, false),
+            (days_ago(31), "pending", Some(days_ago(31)), true),
+            (days_ago(31), "succeeded", Some(days_ago(1)), true),
+            (days_ago(29), "succeeded", Some(days_ago(29)), true),
+        ];
+        let mut expected_kept: Vec<uuid::Uuid> = queued.iter().map(|d| d.id).collect();
+        for (queued_at, status, last_attempt_at, kept) in cases {
+            let id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+                uuid::NoContext,
+                queued_at.timestamp() as u64,
+                0,
+            ));
+            Model {
+                id,
+                status: status.into(),
+                // A pending one is not due during the test.
+                next_attempt_at: (status == "pending").then(|| days_ago(-1)),
+                last_attempt_at,
+                created_at: queued_at,
+                ..queued[0].clone()
+            }
+            .into_active_model()
+            .insert(app.db())
+            .await
+            .unwrap();
+            if kept {
+                expected_kept.push(id);
+            }
+        }
+
+        let deleted = keyway::service::webhooks::retention::purge(app.db(), 30)
+            .await
+            .unwrap();
+        assert_eq!(deleted, 3);
+        let mut left: Vec<uuid::Uuid> = Entity::find()
+            .all(app.db())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.id)
+            .collect();
+        left.sort();
+        expected_kept.sort();
+        assert_eq!(left, expected_kept);
+    }
+);
+
 /// The event types of the deliveries queued for a webhook endpoint, sorted.
 async fn queued_types(app: &TestApp, key: &str, endpoint: &str) -> Vec<String> {
     let data = app

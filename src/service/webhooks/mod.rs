@@ -1,9 +1,10 @@
 //! Webhook endpoints and deliveries (SPEC §6). An endpoint's `whsec_` secret is sealed at
 //! rest and shown only when created or rotated; a rotation keeps the old secret signing for
 //! `ROTATION_OVERLAP` too. Deliveries are queued in the transaction of their event
-//! (`enqueue`) and sent by `worker`, on any replica.
+//! (`enqueue`) and sent by `worker`, on any replica; `retention` deletes finished ones.
 
 mod outcome;
+pub mod retention;
 pub mod signing;
 pub mod worker;
 

@@ -1,0 +1,31 @@
+//! Deletes what has outlived its use, every 10 minutes on each replica (each delete is one
+//! statement, so replicas running it together do no harm): OAuth flows past their expiry,
+//! events past `event_retention_days`, finished webhook deliveries past
+//! `webhook_delivery_retention_days`. Request logs are purged by their writer (`usage::logs`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::DatabaseConnection;
+
+use crate::config::Config;
+
+const EVERY: Duration = Duration::from_secs(600);
+
+/// Forever; a failed delete is logged and tried again at the next round.
+pub async fn run(db: DatabaseConnection, config: Arc<Config>) {
+    let mut tick = tokio::time::interval(EVERY);
+    loop {
+        tick.tick().await;
+        if let Err(err) = super::oauth::purge_expired_flows(&db).await {
+            err.log();
+        }
+        if let Err(err) = super::events::purge(&db, config.event_retention_days).await {
+            err.log();
+        }
+        let deliveries = config.webhook_delivery_retention_days;
+        if let Err(err) = super::webhooks::retention::purge(&db, deliveries).await {
+            err.log();
+        }
+    }
+}
