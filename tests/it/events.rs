@@ -1027,11 +1027,7 @@ crate::db_test!(
         // Recorded 8 days ago, as `events::record` would have made it then (its id a UUIDv7 of
         // that time).
         let old_at = chrono::Utc::now() - chrono::Duration::days(8);
-        let old_id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
-            uuid::NoContext,
-            old_at.timestamp() as u64,
-            0,
-        ));
+        let old_id = crate::support::uuid_v7_at(old_at);
         entity::event::Model {
             id: old_id,
             occurred_at: old_at,
@@ -1088,11 +1084,7 @@ crate::db_test!(
         ];
         let mut expected_kept: Vec<uuid::Uuid> = queued.iter().map(|d| d.id).collect();
         for (queued_at, status, last_attempt_at, kept) in cases {
-            let id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
-                uuid::NoContext,
-                queued_at.timestamp() as u64,
-                0,
-            ));
+            let id = crate::support::uuid_v7_at(queued_at);
             Model {
                 id,
                 status: status.into(),

@@ -1483,11 +1483,7 @@ proxy_test!(
         // A row from 31 days ago, as the writer would have made it then (ids are UUIDv7 of
         // the entry's time).
         let old_at = chrono::Utc::now() - chrono::Duration::days(31);
-        let old_id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
-            uuid::NoContext,
-            old_at.timestamp() as u64,
-            0,
-        ));
+        let old_id = crate::support::uuid_v7_at(old_at);
         entity::request_log::Model {
             id: old_id,
             application_id: application,

@@ -476,3 +476,12 @@ pub fn two_on_one_connection(app: &TestApp, first: &str, second: &str) -> (Strin
     let next = answer(&mut reader).map(|h| h.lines().next().unwrap_or_default().to_owned());
     (head, next)
 }
+
+/// A UUIDv7 of `at`: the key a row written then (a log entry, an event, a delivery) would have.
+pub fn uuid_v7_at(at: chrono::DateTime<chrono::Utc>) -> uuid::Uuid {
+    uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        at.timestamp() as u64,
+        0,
+    ))
+}
