@@ -11,10 +11,13 @@ use sea_orm::DatabaseConnection;
 use crate::config::Config;
 
 const EVERY: Duration = Duration::from_secs(600);
+/// The first round waits this long: a replica starting has its caches to fill first (and a
+/// test's rows are its own to delete).
+const FIRST_AFTER: Duration = Duration::from_secs(60);
 
 /// Forever; a failed delete is logged and tried again at the next round.
 pub async fn run(db: DatabaseConnection, config: Arc<Config>) {
-    let mut tick = tokio::time::interval(EVERY);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + FIRST_AFTER, EVERY);
     loop {
         tick.tick().await;
         if let Err(err) = super::oauth::purge_expired_flows(&db).await {

@@ -2,6 +2,7 @@
 //! for durability: WAL, `synchronous=FULL`, foreign keys on; a writer that finds the write
 //! lock taken waits for it in short steps (`busy`).
 
+pub mod batched_delete;
 mod busy;
 
 use std::str::FromStr;

@@ -1017,29 +1017,37 @@ crate::db_test!(
 crate::db_test!(
     the_outbox_purge_deletes_only_events_past_retention,
     |app| async {
-        use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel};
+        use sea_orm::{EntityTrait, IntoActiveModel};
         let tenant = app.create_tenant("acme").await;
         app.create_integration(&tenant.key, "stripe").await;
         app.create_stripe_connection(&tenant.key, "bob", "sk_test_kept")
             .await;
         let recorded = entity::event::Entity::find().all(app.db()).await.unwrap();
         assert_eq!(recorded.len(), 2, "created and callable");
-        // Recorded 8 days ago, as `events::record` would have made it then (its id a UUIDv7 of
-        // that time).
-        let old_at = chrono::Utc::now() - chrono::Duration::days(8);
-        let old_id = crate::support::uuid_v7_at(old_at);
-        entity::event::Model {
-            id: old_id,
-            occurred_at: old_at,
-            ..recorded[0].clone()
+        // Recorded 8 days ago and before, as `events::record` would have made them then (ids
+        // UUIDv7s of that time); more than one batch of the purge.
+        let old: Vec<entity::event::ActiveModel> = (0..2_100)
+            .map(|second| {
+                let at = chrono::Utc::now()
+                    - chrono::Duration::days(8)
+                    - chrono::Duration::seconds(second);
+                entity::event::Model {
+                    id: crate::support::uuid_v7_at(at),
+                    occurred_at: at,
+                    ..recorded[0].clone()
+                }
+                .into_active_model()
+            })
+            .collect();
+        for chunk in old.chunks(500) {
+            entity::event::Entity::insert_many(chunk.to_vec())
+                .exec(app.db())
+                .await
+                .unwrap();
         }
-        .into_active_model()
-        .insert(app.db())
-        .await
-        .unwrap();
 
         let deleted = keyway::service::events::purge(app.db(), 7).await.unwrap();
-        assert_eq!(deleted, 1);
+        assert_eq!(deleted, 2_100);
         let mut left: Vec<uuid::Uuid> = entity::event::Entity::find()
             .all(app.db())
             .await

@@ -12,8 +12,8 @@ use chrono::Utc;
 use entity::connection;
 use entity::event::{ActiveModel, Entity, Model};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection,
-    EntityTrait, QueryFilter, Statement,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection,
+    EntityTrait, Statement,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -114,15 +114,13 @@ pub async fn record_all<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Deletes the events recorded more than `retention_days` ago; returns how many. Event ids
-/// are UUIDv7s made when the event was, so the key finds them without a scan.
+/// Deletes the events recorded more than `retention_days` ago, in batches; returns how many.
+/// Event ids are UUIDv7s made when the event was, so the key finds them without a scan.
 pub async fn purge(db: &DatabaseConnection, retention_days: u64) -> Result<u64> {
+    use entity::event::Column;
     let before = Utc::now() - chrono::Duration::days(retention_days as i64);
-    let deleted = Entity::delete_many()
-        .filter(entity::event::Column::Id.lt(ids::first_v7_at(before)))
-        .exec(db)
-        .await?;
-    Ok(deleted.rows_affected)
+    let old = Condition::all().add(Column::Id.lt(ids::first_v7_at(before)));
+    Ok(crate::store::batched_delete::delete_where::<Entity>(db, Column::Id, old).await?)
 }
 
 fn event(kind: EventType, conn: &connection::Model) -> Model {

@@ -5,25 +5,24 @@
 
 use chrono::Utc;
 use entity::webhook_delivery::{Column, Entity};
-use sea_orm::{ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, Condition, DatabaseConnection};
 
 use super::worker::PENDING;
 use crate::error::Result;
+use crate::store::batched_delete::delete_where;
 
-/// Deletes the finished deliveries queued and last attempted more than `retention_days` ago;
-/// returns how many. Delivery ids are UUIDv7s made when they were queued, so the key bounds
-/// the rows looked at.
+/// Deletes the finished deliveries queued and last attempted more than `retention_days` ago,
+/// in batches; returns how many. Delivery ids are UUIDv7s made when they were queued, so the
+/// key bounds the rows looked at.
 pub async fn purge(db: &DatabaseConnection, retention_days: u64) -> Result<u64> {
     let before = Utc::now() - chrono::Duration::days(retention_days as i64);
-    let deleted = Entity::delete_many()
-        .filter(Column::Id.lt(crate::ids::first_v7_at(before)))
-        .filter(Column::Status.ne(PENDING))
-        .filter(
+    let finished_long_ago = Condition::all()
+        .add(Column::Id.lt(crate::ids::first_v7_at(before)))
+        .add(Column::Status.ne(PENDING))
+        .add(
             Condition::any()
                 .add(Column::LastAttemptAt.is_null())
                 .add(Column::LastAttemptAt.lt(before)),
-        )
-        .exec(db)
-        .await?;
-    Ok(deleted.rows_affected)
+        );
+    Ok(delete_where::<Entity>(db, Column::Id, finished_long_ago).await?)
 }
