@@ -1477,39 +1477,47 @@ proxy_test!(
     the_retention_purge_deletes_only_rows_older_than_it,
     |_| {},
     |app, fake, tenant, id| async {
-        use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter};
+        use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter};
         let _ = (&fake, &id);
         let application = tenant.application_uuid();
-        // A row from 31 days ago, as the writer would have made it then (ids are UUIDv7 of
-        // the entry's time).
-        let old_at = chrono::Utc::now() - chrono::Duration::days(31);
-        let old_id = crate::support::uuid_v7_at(old_at);
-        entity::request_log::Model {
-            id: old_id,
-            application_id: application,
-            request_id: None,
-            api_style: "proxy".into(),
-            operation: "proxy".into(),
-            http_method: "GET".into(),
-            path: "/old".into(),
-            base_url: None,
-            status_code: 200,
-            success: true,
-            duration_ms: 1.0,
-            latency_ms: None,
-            service_id: None,
-            unified_api: None,
-            consumer_id: None,
-            connection_id: None,
-            source_ip: None,
-            error_message: None,
-            sandbox: false,
-            created_at: old_at,
+        // Rows from 31 days ago and before, as the writer would have made them then (ids are
+        // UUIDv7 of the entry's time); more than one batch of the purge.
+        let old: Vec<entity::request_log::ActiveModel> = (0..2_100)
+            .map(|second| {
+                let at = chrono::Utc::now()
+                    - chrono::Duration::days(31)
+                    - chrono::Duration::seconds(second);
+                entity::request_log::Model {
+                    id: crate::support::uuid_v7_at(at),
+                    application_id: application,
+                    request_id: None,
+                    api_style: "proxy".into(),
+                    operation: "proxy".into(),
+                    http_method: "GET".into(),
+                    path: "/old".into(),
+                    base_url: None,
+                    status_code: 200,
+                    success: true,
+                    duration_ms: 1.0,
+                    latency_ms: None,
+                    service_id: None,
+                    unified_api: None,
+                    consumer_id: None,
+                    connection_id: None,
+                    source_ip: None,
+                    error_message: None,
+                    sandbox: false,
+                    created_at: at,
+                }
+                .into_active_model()
+            })
+            .collect();
+        for chunk in old.chunks(500) {
+            entity::request_log::Entity::insert_many(chunk.to_vec())
+                .exec(app.db())
+                .await
+                .unwrap();
         }
-        .into_active_model()
-        .insert(app.db())
-        .await
-        .unwrap();
         let mut fresh = proxy_log_entry(application);
         fresh.path = "/fresh".into();
         app.server().state().logs.record(fresh);

@@ -255,23 +255,27 @@ async fn write(db: &DatabaseConnection, rows: &[Row], attempt: Attempt) -> Resul
     log_rows::insert(db, rows, attempt).await
 }
 
-/// Deletes rows older than the retention. Ids are UUIDv7, so the smallest id of the cut-off
-/// millisecond bounds every older row; rows are keyed by `(application_id, id)`, so naming the
-/// applications lets the key find each one's old rows without a scan. Rows of an application
-/// that is no longer in `applications` are out of its reach: whatever deletes an application
-/// (none does yet) must delete its logs with it.
+/// Deletes rows older than the retention, an application at a time and in batches
+/// (`store::batched_delete`). Ids are UUIDv7, so the smallest id of the cut-off millisecond
+/// bounds every older row; rows are keyed by `(application_id, id)`, so naming the
+/// application lets the key find its old rows without a scan. Rows of an application that is
+/// no longer in `applications` are out of its reach: whatever deletes an application (none
+/// does yet) must delete its logs with it.
 pub async fn purge(db: &DatabaseConnection, retention_days: u64) -> Result<()> {
     let before = Utc::now() - chrono::Duration::days(retention_days as i64);
     let first_kept = crate::ids::first_v7_at(before);
-    let applications = sea_orm::sea_query::Query::select()
+    let applications: Vec<Uuid> = entity::application::Entity::find()
+        .select_only()
         .column(entity::application::Column::Id)
-        .from(entity::application::Entity)
-        .to_owned();
-    Entity::delete_many()
-        .filter(Column::ApplicationId.in_subquery(applications))
-        .filter(Column::Id.lt(first_kept))
-        .exec(db)
+        .into_tuple()
+        .all(db)
         .await?;
+    for application in applications {
+        let old = sea_orm::Condition::all()
+            .add(Column::ApplicationId.eq(application))
+            .add(Column::Id.lt(first_kept));
+        crate::store::batched_delete::delete_where::<Entity>(db, Column::Id, old).await?;
+    }
     Ok(())
 }
 
