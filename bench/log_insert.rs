@@ -14,9 +14,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keyway::config::Config;
-use keyway::crypto::Secret;
 use keyway::service::usage::{ApiStyle, LogEntry, RequestLogWriter};
+
+#[path = "bench_store.rs"]
+mod bench_store;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -27,16 +28,7 @@ const ROUNDS: usize = 30;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let url = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| format!("sqlite://{}/keyway.db?mode=rwc", dir.path().display()));
-    let config = Config {
-        database_url: Some(Secret::new(url)),
-        ..Config::default()
-    };
-    let db = keyway::store::connect(&config).await?;
-    keyway::store::migrate(&db).await?;
+    let (db, _dir) = bench_store::open().await?;
 
     let writer = RequestLogWriter::new(Arc::new(
         keyway::metrics::Metrics::new().map_err(keyway::error::Error::into_anyhow)?,

@@ -18,33 +18,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use keyway::config::Config;
-use keyway::crypto::Secret;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter,
     Set,
 };
 use uuid::Uuid;
 
+#[path = "bench_store.rs"]
+mod bench_store;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let url = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| format!("sqlite://{}/keyway.db?mode=rwc", dir.path().display()));
+    let (db, _dir) = bench_store::open().await?;
     let rows: i64 = std::env::var("ROWS")
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(300_000);
-    let config = Config {
-        database_url: Some(Secret::new(url)),
-        ..Config::default()
-    };
-    let db = keyway::store::connect(&config).await?;
-    keyway::store::migrate(&db).await?;
     let now = Utc::now();
     let application = entity::application::Model {
         id: Uuid::now_v7(),
