@@ -1,6 +1,6 @@
-//! Deletes what has outlived its use, every 10 minutes on each replica (each delete is one
-//! statement, so replicas running it together do no harm): OAuth flows past their expiry,
-//! events past `event_retention_days`, finished webhook deliveries past
+//! Deletes what has outlived its use, every 10 minutes on each replica (replicas running it
+//! together at most delete the same rows twice, which deletes them once): OAuth flows past
+//! their expiry, events past `event_retention_days`, finished webhook deliveries past
 //! `webhook_delivery_retention_days`. Request logs are purged by their writer (`usage::logs`).
 
 use std::sync::Arc;

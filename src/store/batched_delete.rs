@@ -9,7 +9,8 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-/// Rows per statement: a few milliseconds of writing each.
+/// Rows per statement: on SQLite a batch of log rows holds the write lock for tens of
+/// milliseconds (`bench/purge.rs`), which bounds another writer's wait behind a purge.
 const BATCH: u64 = 2_000;
 
 /// Deletes the rows of `E` matching `condition`, `BATCH` at a time in the order of `key` (a
