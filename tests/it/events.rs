@@ -1039,12 +1039,7 @@ crate::db_test!(
                 .into_active_model()
             })
             .collect();
-        for chunk in old.chunks(500) {
-            entity::event::Entity::insert_many(chunk.to_vec())
-                .exec(app.db())
-                .await
-                .unwrap();
-        }
+        crate::support::insert_in_chunks(app.db(), &old).await;
 
         let deleted = keyway::service::events::purge(app.db(), 7).await.unwrap();
         assert_eq!(deleted, 2_100);

@@ -1512,12 +1512,7 @@ proxy_test!(
                 .into_active_model()
             })
             .collect();
-        for chunk in old.chunks(500) {
-            entity::request_log::Entity::insert_many(chunk.to_vec())
-                .exec(app.db())
-                .await
-                .unwrap();
-        }
+        crate::support::insert_in_chunks(app.db(), &old).await;
         let mut fresh = proxy_log_entry(application);
         fresh.path = "/fresh".into();
         app.server().state().logs.record(fresh);

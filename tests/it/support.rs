@@ -485,3 +485,17 @@ pub fn uuid_v7_at(at: chrono::DateTime<chrono::Utc>) -> uuid::Uuid {
         0,
     ))
 }
+
+/// Inserts `rows` in statements of 500 (SQLite binds at most 32,766 values in one).
+pub async fn insert_in_chunks<A>(db: &sea_orm::DatabaseConnection, rows: &[A])
+where
+    A: sea_orm::ActiveModelTrait + Clone + Send,
+{
+    use sea_orm::EntityTrait;
+    for chunk in rows.chunks(500) {
+        A::Entity::insert_many(chunk.to_vec())
+            .exec(db)
+            .await
+            .unwrap();
+    }
+}
