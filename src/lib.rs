@@ -135,7 +135,6 @@ impl Server {
         let housekeeping_db = state.db.clone();
         let (limits, limits_db) = (state.limits.clone(), state.db.clone());
         let (logs, logs_db) = (state.logs.clone(), state.db.clone());
-        let retention = state.config.log_retention_days;
         let relay = service::events::relay::Relay {
             bus: state.bus.clone(),
             principals: state.principals.clone(),
@@ -156,7 +155,7 @@ impl Server {
             tokio::spawn(relay.run()),
             tokio::spawn(webhooks.run()),
             tokio::spawn(async move { limits.counters.run(limits_db).await }),
-            tokio::spawn(async move { logs.run(logs_db, retention).await }),
+            tokio::spawn(async move { logs.run(logs_db).await }),
             tokio::spawn(service::housekeeping::run(
                 housekeeping_db,
                 state.config.clone(),

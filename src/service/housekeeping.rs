@@ -1,7 +1,8 @@
 //! Deletes what has outlived its use, every 10 minutes on each replica (replicas running it
-//! together at most delete the same rows twice, which deletes them once): OAuth flows past
-//! their expiry, events past `event_retention_days`, finished webhook deliveries past
-//! `webhook_delivery_retention_days`. Request logs are purged by their writer (`usage::logs`).
+//! together at most delete the same rows twice, which deletes them once): request logs past
+//! `log_retention_days`, OAuth flows past their expiry, events past `event_retention_days`,
+//! finished webhook deliveries past `webhook_delivery_retention_days`. Apart from the request
+//! log's writer, so that a long purge never holds up its flushes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,9 @@ pub async fn run(db: DatabaseConnection, config: Arc<Config>) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + FIRST_AFTER, EVERY);
     loop {
         tick.tick().await;
+        if let Err(err) = super::usage::logs::purge(&db, config.log_retention_days).await {
+            err.log();
+        }
         if let Err(err) = super::oauth::purge_expired_flows(&db).await {
             err.log();
         }

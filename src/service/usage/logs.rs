@@ -151,11 +151,11 @@ impl RequestLogWriter {
         self.metrics.request_logs_dropped.get()
     }
 
-    /// Forever: every `FLUSH_EVERY`, insert what is queued, in batches; delete rows past retention
-    /// hourly. The queue is drained on a timer, never awaited: a call that queues an entry
-    /// wakes no task (no cross-thread wake-up on the request path).
-    pub async fn run(&self, db: DatabaseConnection, retention_days: u64) {
-        let mut last_purge = std::time::Instant::now() - Duration::from_secs(3600);
+    /// Forever: every `FLUSH_EVERY`, insert what is queued, in batches. The queue is drained
+    /// on a timer, never awaited: a call that queues an entry wakes no task (no cross-thread
+    /// wake-up on the request path). Rows past retention are deleted by `purge`, from
+    /// `service::housekeeping`: never from here, where a long purge would hold up the flushes.
+    pub async fn run(&self, db: DatabaseConnection) {
         let mut tick = tokio::time::interval(FLUSH_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
@@ -173,12 +173,6 @@ impl RequestLogWriter {
                     tracing::info!("request logs are being written again");
                 }
                 Ok(()) => {}
-            }
-            if last_purge.elapsed() > Duration::from_secs(3600) {
-                last_purge = std::time::Instant::now();
-                if let Err(err) = purge(&db, retention_days).await {
-                    err.log();
-                }
             }
         }
     }
