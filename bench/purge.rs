@@ -104,7 +104,7 @@ async fn fill(db: &DatabaseConnection, application: Uuid, rows: i64) -> anyhow::
     for n in 0..rows {
         let at = oldest - chrono::Duration::milliseconds(n);
         let millis = u64::try_from(at.timestamp_millis())?;
-        let id = uuid::Builder::from_unix_timestamp_millis(millis, &rand_bytes(n)).into_uuid();
+        let id = uuid::Builder::from_unix_timestamp_millis(millis, &unique_bytes(n)).into_uuid();
         batch.push(
             entity::request_log::Model {
                 id,
@@ -144,7 +144,8 @@ async fn fill(db: &DatabaseConnection, application: Uuid, rows: i64) -> anyhow::
     Ok(())
 }
 
-fn rand_bytes(n: i64) -> [u8; 10] {
+/// The id's "random" part: the row's number, so that rows of one millisecond stay distinct.
+fn unique_bytes(n: i64) -> [u8; 10] {
     let mut bytes = [0; 10];
     bytes[..8].copy_from_slice(&n.to_le_bytes());
     bytes

@@ -132,7 +132,6 @@ impl Server {
         let keys_db = state.db.clone();
         let refresher = state.refresher.clone();
         let refresh_state = state.clone();
-        let housekeeping_db = state.db.clone();
         let (limits, limits_db) = (state.limits.clone(), state.db.clone());
         let (logs, logs_db) = (state.logs.clone(), state.db.clone());
         let relay = service::events::relay::Relay {
@@ -157,7 +156,7 @@ impl Server {
             tokio::spawn(async move { limits.counters.run(limits_db).await }),
             tokio::spawn(async move { logs.run(logs_db).await }),
             tokio::spawn(service::housekeeping::run(
-                housekeeping_db,
+                state.db.clone(),
                 state.config.clone(),
             )),
             tokio::spawn(async move { recorder.run(db).await }),

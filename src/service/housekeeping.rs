@@ -21,18 +21,18 @@ pub async fn run(db: DatabaseConnection, config: Arc<Config>) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + FIRST_AFTER, EVERY);
     loop {
         tick.tick().await;
-        if let Err(err) = super::usage::logs::purge(&db, config.log_retention_days).await {
-            err.log();
-        }
-        if let Err(err) = super::oauth::purge_expired_flows(&db).await {
-            err.log();
-        }
-        if let Err(err) = super::events::purge(&db, config.event_retention_days).await {
-            err.log();
-        }
-        let deliveries = config.webhook_delivery_retention_days;
-        if let Err(err) = super::webhooks::retention::purge(&db, deliveries).await {
-            err.log();
-        }
+        logged(super::usage::logs::purge(&db, config.log_retention_days).await);
+        logged(super::oauth::purge_expired_flows(&db).await);
+        logged(super::events::purge(&db, config.event_retention_days).await);
+        logged(
+            super::webhooks::retention::purge(&db, config.webhook_delivery_retention_days).await,
+        );
+    }
+}
+
+/// A failed purge is logged; the others still run.
+fn logged<T>(outcome: crate::error::Result<T>) {
+    if let Err(err) = outcome {
+        err.log();
     }
 }
