@@ -130,6 +130,7 @@ impl Server {
         let db = state.db.clone();
         let keys = state.keys.clone();
         let keys_db = state.db.clone();
+        let reencrypt = state.config.reencrypt_in_background;
         let refresher = state.refresher.clone();
         let refresh_state = state.clone();
         let (limits, limits_db) = (state.limits.clone(), state.db.clone());
@@ -160,7 +161,7 @@ impl Server {
                 state.config.clone(),
             )),
             tokio::spawn(async move { recorder.run(db).await }),
-            tokio::spawn(async move { keys.run(keys_db).await }),
+            tokio::spawn(async move { keys.run(keys_db, reencrypt).await }),
             tokio::spawn(async move {
                 let every = std::time::Duration::from_secs(30);
                 refresher.run(refresh_state, every).await

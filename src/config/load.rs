@@ -50,6 +50,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("webhook_retry_schedule", Kind::Text),
     ("webhook_timeout_secs", Kind::Integer),
     ("outbox_poll_ms", Kind::Integer),
+    ("reencrypt_in_background", Kind::Boolean),
     ("log_format", Kind::Text),
     ("log_level", Kind::Text),
     ("graphiql", Kind::Boolean),

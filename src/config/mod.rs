@@ -85,6 +85,9 @@ pub struct Config {
     /// SQLite: how often the events outbox is read, in milliseconds, behind the wake-up that
     /// every commit in this process gives the relay (PostgreSQL uses LISTEN/NOTIFY instead).
     pub outbox_poll_ms: u64,
+    /// After a data key rotation, the server moves values sealed under older keys to the new
+    /// one by itself; off, they stay until `keyway keys reencrypt` moves them.
+    pub reencrypt_in_background: bool,
     pub log_format: LogFormat,
     /// A `tracing` filter (`info`, `keyway=debug,sea_orm=warn`, …); `RUST_LOG` overrides it.
     pub log_level: String,
@@ -123,6 +126,7 @@ impl Default for Config {
             webhook_retry_schedule: "0,5,300,1800,7200,18000,36000,36000".to_owned(),
             webhook_timeout_secs: 15,
             outbox_poll_ms: 250,
+            reencrypt_in_background: true,
             log_format: LogFormat::Human,
             log_level: "info".to_owned(),
             graphiql: None,

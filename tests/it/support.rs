@@ -21,23 +21,31 @@ pub enum Backend {
 #[macro_export]
 macro_rules! db_test {
     ($name:ident, |$app:ident| $body:expr) => {
+        $crate::db_test!($name, config = |_config| {}, |$app| $body);
+    };
+    // `config` adjusts the server's configuration on both backends.
+    ($name:ident, config = $tweak:expr, |$app:ident| $body:expr) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let $app = $crate::support::TestApp::new($crate::support::Backend::Sqlite)
-                    .await
-                    .expect("sqlite test app");
+                let $app =
+                    $crate::support::TestApp::with_config($crate::support::Backend::Sqlite, $tweak)
+                        .await
+                        .expect("sqlite test app");
                 $body.await;
                 $app.stop().await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                let Some($app) =
-                    $crate::support::TestApp::new($crate::support::Backend::Postgres).await
+                let Some($app) = $crate::support::TestApp::with_config(
+                    $crate::support::Backend::Postgres,
+                    $tweak,
+                )
+                .await
                 else {
                     eprintln!("KEYWAY_TEST_DATABASE_URL unset: PostgreSQL variant skipped");
                     return;

@@ -2,7 +2,8 @@
 //! being current. Rotation adds a key (every replica picks it up within `RELOAD_INTERVAL`);
 //! re-encryption moves sealed columns to the current key in small transactions, so it can be
 //! killed at any point and resumed. Every server also sweeps in the background (`Sweep` says
-//! when).
+//! when) unless `reencrypt_in_background` is off: an operator who wants that I/O at an hour
+//! of their choosing, or on one replica of a fleet, runs `keyway keys reencrypt` there.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -133,9 +134,9 @@ impl KeyStore {
         Ok(usage)
     }
 
-    /// Runs forever: reloads the keyring and, when values under older keys may exist (see
-    /// `Sweep`), moves them a batch at a time.
-    pub async fn run(&self, db: DatabaseConnection) {
+    /// Runs forever: reloads the keyring and, when `sweep_too` and values under older keys
+    /// may exist (see `Sweep`), moves them a batch at a time.
+    pub async fn run(&self, db: DatabaseConnection, sweep_too: bool) {
         let mut tick = tokio::time::interval(RELOAD_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sweep = Sweep::default();
@@ -146,7 +147,7 @@ impl KeyStore {
                 continue;
             }
             let now = std::time::Instant::now();
-            if !sweep.due(self.ring().current_key_id(), now) {
+            if !sweep_too || !sweep.due(self.ring().current_key_id(), now) {
                 continue;
             }
             let mut moved = 0;
