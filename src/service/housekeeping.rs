@@ -21,13 +21,16 @@ pub async fn run(db: DatabaseConnection, config: Arc<Config>) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + FIRST_AFTER, EVERY);
     loop {
         tick.tick().await;
-        logged(super::usage::logs::purge(&db, config.log_retention_days).await);
-        logged(super::oauth::purge_expired_flows(&db).await);
-        logged(super::events::purge(&db, config.event_retention_days).await);
-        logged(
-            super::webhooks::retention::purge(&db, config.webhook_delivery_retention_days).await,
-        );
+        round(&db, &config).await;
     }
+}
+
+/// One of `run`'s rounds: each purge in turn, whether or not the one before it failed.
+pub async fn round(db: &DatabaseConnection, config: &Config) {
+    logged(super::usage::logs::purge(db, config.log_retention_days).await);
+    logged(super::oauth::purge_expired_flows(db).await);
+    logged(super::events::purge(db, config.event_retention_days).await);
+    logged(super::webhooks::retention::purge(db, config.webhook_delivery_retention_days).await);
 }
 
 /// A failed purge is logged; the others still run.

@@ -1518,9 +1518,8 @@ proxy_test!(
         app.server().state().logs.record(fresh);
         flush_logs(&app).await;
 
-        keyway::service::usage::logs::purge(app.db(), 30)
-            .await
-            .unwrap();
+        // A round of housekeeping, at the default retention (30 days).
+        keyway::service::housekeeping::round(app.db(), &app.server().state().config).await;
         let paths: Vec<String> = entity::request_log::Entity::find()
             .filter(entity::request_log::Column::ApplicationId.eq(application))
             .all(app.db())
