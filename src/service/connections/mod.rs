@@ -3,6 +3,7 @@
 //! outbox event in the same transaction; deletion leaves a tombstone with credentials wiped.
 
 mod credentials;
+mod environment;
 mod lifecycle;
 mod listing;
 mod resources;
@@ -23,6 +24,7 @@ use uuid::Uuid;
 pub use credentials::{
     CredentialsInput, LiveCredentials, OAuthTokens, StoredCredentials, credentials,
 };
+pub use environment::Environment;
 pub use lifecycle::{delete, delete_all_of_consumer, revoke};
 pub use listing::{ConnectionFilter, count, list, of_consumers, visible};
 pub use resources::{resource_settings, update_resource_settings};
@@ -38,29 +40,6 @@ use crate::error::{Error, Result};
 
 const METADATA_MAX_BYTES: usize = 16 * 1024;
 const CONFIGURATION_MAX_BYTES: usize = 64 * 1024;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, async_graphql::Enum)]
-pub enum Environment {
-    Production,
-    Sandbox,
-}
-
-impl Environment {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Environment::Production => "production",
-            Environment::Sandbox => "sandbox",
-        }
-    }
-
-    pub fn parse_stored(text: &str) -> Self {
-        if text == "sandbox" {
-            Environment::Sandbox
-        } else {
-            Environment::Production
-        }
-    }
-}
 
 /// Which integration a new connection is for.
 pub enum IntegrationRef {
