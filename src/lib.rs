@@ -56,6 +56,10 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             .map_err(anyhow::Error::msg)?;
     }
     let master = crypto::master::load(&config)?;
+    // One TLS provider for the process (ring, as sqlx uses); a second call is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // Before the database: a setting it refuses (`upstream_ca_file`) stops the start untouched.
+    let http = upstream::client(&config).map_err(error::Error::into_anyhow)?;
     let db = store::connect(&config).await?;
     if config.auto_migrate {
         store::migrate(&db).await?;
@@ -63,9 +67,6 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         anyhow::bail!("the database is not ready ({reason}); run `keyway migrate`");
     }
     let keys = service::keys::KeyStore::open(&db, master).await?;
-    // One TLS provider for the process (ring, as sqlx uses); a second call is harmless.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = upstream::client(&config).map_err(error::Error::into_anyhow)?;
     let metrics = Arc::new(metrics::Metrics::new().map_err(error::Error::into_anyhow)?);
     Ok(AppState {
         http,

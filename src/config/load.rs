@@ -37,6 +37,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("auto_migrate", Kind::Boolean),
     ("http_workers", Kind::Integer),
     ("allowed_private_hosts", Kind::List),
+    ("upstream_ca_file", Kind::Text),
     ("upstream_timeout_secs", Kind::Integer),
     ("refresh_lease_secs", Kind::Integer),
     ("demo_provider", Kind::Boolean),

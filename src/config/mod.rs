@@ -55,6 +55,9 @@ pub struct Config {
     /// Hosts (`host` or `host:port`) an operator allows even though they are loopback or
     /// private, and over plain http: local test providers and upstreams. Empty by default.
     pub allowed_private_hosts: Vec<String>,
+    /// A PEM file of certificate authorities trusted for calls out (proxy, token, revocation,
+    /// webhooks) besides the platform's own: providers or endpoints behind a private CA.
+    pub upstream_ca_file: Option<PathBuf>,
     /// Timeout of each call to a provider (token, revocation), in seconds.
     pub upstream_timeout_secs: u64,
     /// How long a replica may hold a connection's refresh lease before another may take over.
@@ -113,6 +116,7 @@ impl Default for Config {
             auto_migrate: true,
             http_workers: None,
             allowed_private_hosts: Vec::new(),
+            upstream_ca_file: None,
             upstream_timeout_secs: 15,
             refresh_lease_secs: 30,
             demo_provider: None,

@@ -5,6 +5,7 @@
 pub mod proxy_client;
 pub mod proxy_pool;
 pub mod resolver;
+pub mod roots;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -18,7 +19,14 @@ pub const USER_AGENT: &str = concat!("keyway/", env!("CARGO_PKG_VERSION"));
 
 /// The client for token, revocation and webhook calls.
 pub fn client(config: &Config) -> Result<reqwest::Client> {
+    let extra_roots = roots::extra(config)
+        .map_err(Error::internal)?
+        .iter()
+        .map(|der| reqwest::Certificate::from_der(der))
+        .collect::<reqwest::Result<Vec<_>>>()
+        .map_err(Error::internal)?;
     reqwest::Client::builder()
+        .tls_certs_merge(extra_roots)
         .redirect(reqwest::redirect::Policy::none())
         .dns_resolver(Arc::new(resolver::PublicOnlyResolver::new(allowed_names(
             config,

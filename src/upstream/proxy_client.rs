@@ -278,8 +278,10 @@ fn host_header(
 
 fn build(config: &Config) -> Result<ProxyClient> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let extra_roots = super::roots::extra(config).map_err(Error::internal)?;
     let verifier =
-        rustls_platform_verifier::Verifier::new(provider.clone()).map_err(Error::internal)?;
+        rustls_platform_verifier::Verifier::new_with_extra_roots(extra_roots, provider.clone())
+            .map_err(Error::internal)?;
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(Error::internal)?

@@ -22,3 +22,4 @@ mod proxy;
 mod receiver;
 mod refresh;
 mod server;
+mod tls;
