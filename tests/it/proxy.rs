@@ -55,7 +55,7 @@ async fn avoid_minute_boundary() {
 }
 
 /// `GET /proxy/{id}{rest}` with the key.
-async fn raw_get(app: &TestApp, key: &str, id: &str, rest: &str) -> reqwest::Response {
+pub(crate) async fn raw_get(app: &TestApp, key: &str, id: &str, rest: &str) -> reqwest::Response {
     app.client
         .get(raw_url(app, id, rest))
         .bearer_auth(key)

@@ -12,6 +12,7 @@ use http_body_util::Full;
 use keyway::config::Config;
 use serde_json::{Value, json};
 
+use crate::proxy::raw_get;
 use crate::support::{Backend, TestApp};
 
 /// An HTTPS API on 127.0.0.1 whose certificate names `localhost`, issued by a CA of its own
@@ -145,15 +146,6 @@ async fn connection_to(app: &TestApp, provider: &TlsProvider) -> (String, String
         .await;
     let id = data["createConnection"]["id"].as_str().unwrap().to_owned();
     (tenant.key, id)
-}
-
-async fn raw_get(app: &TestApp, key: &str, id: &str, rest: &str) -> reqwest::Response {
-    app.client
-        .get(format!("{}/proxy/{id}{rest}", app.base))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
