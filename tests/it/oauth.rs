@@ -47,6 +47,16 @@ pub async fn connect_link(app: &TestApp, key: &str, redirect: &str) -> Value {
     body
 }
 
+/// A connect link for `alice`, her consent at the fake, and Keyway's callback: where Keyway
+/// then sends the browser (the app's redirect URI, with the outcome in its query).
+pub async fn consent_and_return(app: &TestApp, fake: &FakeProvider, key: &str) -> String {
+    let body = connect_link(app, key, APP_REDIRECT).await;
+    let q = query_of(body["data"]["createConnectLink"]["url"].as_str().unwrap());
+    let code = fake.issue_code(&q["code_challenge"]);
+    let done = callback(app, &[("code", &code), ("state", &q["state"])]).await;
+    done.headers()["location"].to_str().unwrap().to_owned()
+}
+
 pub async fn callback(app: &TestApp, query: &[(&str, &str)]) -> reqwest::Response {
     app.client
         .get(format!("{}/oauth/callback", app.base))
@@ -395,11 +405,8 @@ oauth_test!(
     |app, fake, tenant, _integration| async {
         app.ok(&app.operator, "mutation($id: ID!) { updateApplication(id: $id, input: {defaultRedirectUri: \"https://app.example.com/done\"}) { id } }", json!({ "id": tenant.id }))
         .await;
-        let body = connect_link(&app, &tenant.key, APP_REDIRECT).await;
-        let q = query_of(body["data"]["createConnectLink"]["url"].as_str().unwrap());
-        let code = fake.issue_code(&q["code_challenge"]);
-        let done = callback(&app, &[("code", &code), ("state", &q["state"])]).await;
-        let id = query_of(done.headers()["location"].to_str().unwrap())["connection_id"].clone();
+        let location = consent_and_return(&app, &fake, &tenant.key).await;
+        let id = query_of(&location)["connection_id"].clone();
 
         let data = app
             .ok(
@@ -454,11 +461,7 @@ oauth_test!(
     |app, fake, tenant, _integration| async {
         let target = format!("{}/elsewhere", fake.base);
         fake.set(|s| s.redirect_token_to = Some(target));
-        let body = connect_link(&app, &tenant.key, APP_REDIRECT).await;
-        let q = query_of(body["data"]["createConnectLink"]["url"].as_str().unwrap());
-        let code = fake.issue_code(&q["code_challenge"]);
-        let done = callback(&app, &[("code", &code), ("state", &q["state"])]).await;
-        let location = done.headers()["location"].to_str().unwrap().to_owned();
+        let location = consent_and_return(&app, &fake, &tenant.key).await;
         assert_eq!(query_of(&location)["error"], "server_error");
         assert_eq!(fake.token_requests(), 1);
         assert_eq!(

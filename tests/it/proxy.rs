@@ -1021,7 +1021,7 @@ async fn api_key_integration_and_connection(
 
 /// The custom provider of `api_key_connection`: the fake's API under `/api/{version}`, the key
 /// in the header `key_header`.
-fn fake_key_provider(fake: &FakeProvider, version: &str, key_header: &str) -> Value {
+pub(crate) fn fake_key_provider(fake: &FakeProvider, version: &str, key_header: &str) -> Value {
     json!({
         "service_id": "fakekey", "name": "Fake key", "unified_api": "crm", "auth_type": "api_key",
         "base_url": format!("{}/api/{version}", fake.base),

@@ -5,18 +5,15 @@ use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
 use crate::fake_provider::FakeProvider;
-use crate::oauth::{APP_REDIRECT, callback, connect_link, query_of, setup};
+use crate::oauth::{consent_and_return, query_of, setup};
 use crate::support::{Backend, Tenant, TestApp, by_outcome, event_types};
 
 const CREDS: &str = "query($id: ID!, $f: Boolean) { connectionCredentials(id: $id, forceRefresh: $f, includeRefreshToken: true) { accessToken refreshToken expiresAt } }";
 
 /// Runs the OAuth flow once and returns the new connection's id.
 pub async fn connected(app: &TestApp, fake: &FakeProvider, tenant: &Tenant) -> String {
-    let body = connect_link(app, &tenant.key, APP_REDIRECT).await;
-    let q = query_of(body["data"]["createConnectLink"]["url"].as_str().unwrap());
-    let code = fake.issue_code(&q["code_challenge"]);
-    let done = callback(app, &[("code", &code), ("state", &q["state"])]).await;
-    query_of(done.headers()["location"].to_str().unwrap())["connection_id"].clone()
+    let location = consent_and_return(app, fake, &tenant.key).await;
+    query_of(&location)["connection_id"].clone()
 }
 
 macro_rules! refresh_test {

@@ -1,32 +1,31 @@
 //! Calls out over TLS, as every real provider is reached: the proxy and the token/webhook
 //! client verify the provider's certificate (the platform's roots, plus `upstream_ca_file`),
-//! and a certificate they cannot verify is refused before any request, so no credential
-//! leaves. The provider here is a local HTTPS server under a CA made for the test.
+//! and a certificate they cannot verify is refused before any request, so neither a
+//! credential nor a client secret leaves. The provider is the fake one, behind a TLS front
+//! whose certificate names `localhost`, under a CA made for the test.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::Full;
 use keyway::config::Config;
 use serde_json::{Value, json};
 
-use crate::proxy::raw_get;
-use crate::support::{Backend, TestApp};
+use crate::fake_provider::FakeProvider;
+use crate::oauth::{consent_and_return, query_of};
+use crate::proxy::{fake_key_provider, raw_get};
+use crate::support::{Backend, Tenant, TestApp};
 
-/// An HTTPS API on 127.0.0.1 whose certificate names `localhost`, issued by a CA of its own
-/// (written to `ca_file`). Records the `X-Api-Key` of each request it answers.
-struct TlsProvider {
+/// Terminates TLS on 127.0.0.1 and passes the bytes on to the fake provider's plain port.
+struct TlsFront {
     addr: SocketAddr,
     ca_file: PathBuf,
-    keys_seen: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
 }
 
-impl TlsProvider {
-    async fn start() -> Self {
+impl TlsFront {
+    async fn start(behind: &FakeProvider) -> Self {
         crate::support::install_crypto();
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -53,59 +52,36 @@ impl TlsProvider {
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let keys_seen = Arc::new(Mutex::new(Vec::new()));
-        let seen = keys_seen.clone();
+        let target: SocketAddr = behind.host().parse().unwrap();
         let task = tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    return;
-                };
-                let (acceptor, seen) = (acceptor.clone(), seen.clone());
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    // A client that does not trust the certificate breaks off here.
-                    let Ok(stream) = acceptor.accept(tcp).await else {
+                    // A client that does not trust the certificate breaks off here, before
+                    // anything reaches the provider.
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
                         return;
                     };
-                    let service = hyper::service::service_fn(move |req: http::Request<_>| {
-                        let key = req
-                            .headers()
-                            .get("x-api-key")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_owned();
-                        seen.lock().unwrap().push(key);
-                        let body = json!({ "path": req.uri().path() }).to_string();
-                        async move {
-                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
-                                Bytes::from(body),
-                            )))
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
+                    if let Ok(mut plain) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                    }
                 });
             }
         });
         Self {
             addr,
             ca_file,
-            keys_seen,
             task,
             _dir: dir,
         }
     }
 
-    /// The API's base URL under the name its certificate carries.
+    /// The provider's base URL under the name the certificate carries.
     fn base(&self) -> String {
-        format!("https://localhost:{}/api", self.addr.port())
+        format!("https://localhost:{}", self.addr.port())
     }
 
-    fn keys_seen(&self) -> Vec<String> {
-        self.keys_seen.lock().unwrap().clone()
-    }
-
-    /// A server configuration that may reach this provider on loopback, trusting its CA or not.
+    /// A server configuration that may reach the front on loopback, trusting its CA or not.
     fn allow(&self, config: &mut Config, trust_its_ca: bool) {
         config
             .allowed_private_hosts
@@ -114,121 +90,155 @@ impl TlsProvider {
             config.upstream_ca_file = Some(self.ca_file.clone());
         }
     }
+
+    /// `definition` with every URL of the fake moved onto this front.
+    fn moved(&self, fake: &FakeProvider, definition: &Value) -> Value {
+        serde_json::from_str(&definition.to_string().replace(&fake.base, &self.base())).unwrap()
+    }
 }
 
-impl Drop for TlsProvider {
+impl Drop for TlsFront {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
-/// An API-key connection to `provider` for a new tenant: (the tenant's key, connection id).
-async fn connection_to(app: &TestApp, provider: &TlsProvider) -> (String, String) {
+/// The fake provider, a TLS front to it, a server (SQLite) that trusts the front's CA or not,
+/// and a tenant with the fake's OAuth integration, every URL on the front.
+async fn setup(trust_its_ca: bool) -> (FakeProvider, TlsFront, TestApp, Tenant) {
+    let fake = FakeProvider::start().await;
+    let front = TlsFront::start(&fake).await;
+    let app = TestApp::with_config(Backend::Sqlite, |c| front.allow(c, trust_its_ca))
+        .await
+        .unwrap();
     let tenant = app.create_tenant("acme").await;
-    let definition = json!({
-        "service_id": "tlsapi", "name": "TLS API", "unified_api": "crm", "auth_type": "api_key",
-        "base_url": provider.base(),
-        "credential_fields": [{"id": "api_key", "label": "API key", "type": "password", "required": true}],
-        "injection": {"type": "header", "name": "X-Api-Key", "field": "api_key"}
-    });
     app.ok(
         &tenant.key,
-        "mutation($p: JSON) { createIntegration(input: {serviceId: \"tlsapi\", customProvider: $p}) { id } }",
-        json!({ "p": definition }),
+        "mutation($p: JSON) { createIntegration(input: {serviceId: \"fake\", clientId: \"cid\", clientSecret: \"csecret\", customProvider: $p}) { id } }",
+        json!({ "p": front.moved(&fake, &fake.definition()) }),
+    )
+    .await;
+    (fake, front, app, tenant)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oauth_connection_connects_refreshes_and_proxies_over_tls() {
+    let (fake, front, app, tenant) = setup(true).await;
+    // The code exchange (the token client).
+    let id = crate::refresh::connected(&app, &fake, &tenant).await;
+    assert_eq!(fake.token_requests(), 1);
+    // Read once, at start: each worker building its proxy client later trusts what was read.
+    std::fs::remove_file(&front.ca_file).unwrap();
+
+    // A refresh (the token client again).
+    let data = app
+        .ok(
+            &tenant.key,
+            "query($id: ID!) { connectionCredentials(id: $id, forceRefresh: true) { accessToken } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(data["connectionCredentials"]["accessToken"], "at-2");
+    assert_eq!(fake.refresh_requests(), 1);
+
+    // The raw route and the mutation (the proxy's client), with the refreshed token.
+    let response = raw_get(&app, &tenant.key, &id, "/contacts").await;
+    assert_eq!(response.status(), 200);
+    let data = app
+        .ok(
+            &tenant.key,
+            "mutation($id: ID!) { proxy(input: {connectionId: $id, path: \"/deals\"}) { status } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(data["proxy"]["status"], 200, "{data}");
+    let calls = fake.api_requests();
+    let seen: Vec<(&str, Option<&str>)> = calls
+        .iter()
+        .map(|r| (r.path.as_str(), r.header("authorization")))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("/api/contacts", Some("Bearer at-2")),
+            ("/api/deals", Some("Bearer at-2"))
+        ]
+    );
+    app.stop().await;
+    fake.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_nobody_trusts_gets_neither_the_client_secret_nor_a_credential() {
+    let (fake, front, app, tenant) = setup(false).await;
+    // The code exchange fails before its request (client secret, code, verifier) is sent.
+    let location = consent_and_return(&app, &fake, &tenant.key).await;
+    assert_eq!(query_of(&location)["error"], "server_error");
+    assert_eq!(fake.token_requests(), 0);
+
+    // The proxy refuses the provider before sending the injected key.
+    let key_provider = front.moved(&fake, &fake_key_provider(&fake, "v1", "X-Api-Key"));
+    app.ok(
+        &tenant.key,
+        "mutation($p: JSON) { createIntegration(input: {serviceId: \"fakekey\", customProvider: $p}) { id } }",
+        json!({ "p": key_provider }),
     )
     .await;
     let data = app
         .ok(
             &tenant.key,
-            "mutation { createConnection(input: {consumerId: \"dana\", serviceId: \"tlsapi\", credentials: {fields: {api_key: \"tls-secret-key\"}}}) { id } }",
+            "mutation { createConnection(input: {consumerId: \"dana\", serviceId: \"fakekey\", credentials: {fields: {api_key: \"tls-secret-key\"}}}) { id } }",
             json!({}),
         )
         .await;
-    let id = data["createConnection"]["id"].as_str().unwrap().to_owned();
-    (tenant.key, id)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_proxy_reaches_an_https_provider_under_a_ca_the_operator_trusts() {
-    let provider = TlsProvider::start().await;
-    let app = TestApp::with_config(Backend::Sqlite, |c| provider.allow(c, true))
-        .await
-        .unwrap();
-    let (key, id) = connection_to(&app, &provider).await;
-    // Read at start: a worker building its proxy client later trusts what the start read.
-    std::fs::remove_file(&provider.ca_file).unwrap();
-
-    let response = raw_get(&app, &key, &id, "/contacts").await;
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["path"], "/api/contacts");
-    // The mutation goes the same way.
-    let data = app
-        .ok(
-            &key,
-            "mutation($id: ID!) { proxy(input: {connectionId: $id, path: \"/deals\"}) { status body } }",
-            json!({ "id": id }),
-        )
-        .await;
-    assert_eq!(data["proxy"]["status"], 200, "{data}");
-    assert_eq!(provider.keys_seen(), ["tls-secret-key", "tls-secret-key"]);
-    app.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_provider_certificate_nobody_trusts_is_refused_before_the_credential_leaves() {
-    let provider = TlsProvider::start().await;
-    let app = TestApp::with_config(Backend::Sqlite, |c| provider.allow(c, false))
-        .await
-        .unwrap();
-    let (key, id) = connection_to(&app, &provider).await;
-
-    let response = raw_get(&app, &key, &id, "/contacts").await;
+    let id = data["createConnection"]["id"].as_str().unwrap();
+    let response = raw_get(&app, &tenant.key, id, "/contacts").await;
     assert_eq!(response.status(), 502);
     let text = response.text().await.unwrap();
     assert!(text.contains("UPSTREAM"), "{text}");
     assert!(!text.contains("tls-secret-key"), "{text}");
     assert!(
-        provider.keys_seen().is_empty(),
+        fake.api_requests().is_empty(),
         "no request reached the provider"
     );
     app.stop().await;
+    fake.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_token_and_webhook_client_trusts_the_same_ca() {
-    let provider = TlsProvider::start().await;
-    let url = format!("{}/token", provider.base());
+async fn the_webhook_client_trusts_the_same_ca_and_checks_the_name() {
+    let fake = FakeProvider::start().await;
+    let front = TlsFront::start(&fake).await;
     let mut trusting = Config::default();
-    provider.allow(&mut trusting, true);
-    let answer = keyway::upstream::client(&trusting)
-        .unwrap()
-        .get(&url)
+    front.allow(&mut trusting, true);
+    let client = keyway::upstream::client(&trusting).unwrap();
+    let answer = client
+        .post(format!("{}/api/hooks", front.base()))
         .send()
         .await
         .expect("the CA is trusted");
     assert_eq!(answer.status(), 200);
     // The same server under a name its certificate does not carry.
-    let by_address = format!("https://{}/api/token", provider.addr);
-    let client = keyway::upstream::client(&trusting).unwrap();
+    let by_address = format!("https://{}/api/hooks", front.addr);
     assert!(
-        client.get(&by_address).send().await.is_err(),
+        client.post(&by_address).send().await.is_err(),
         "a certificate for another name must be refused"
     );
 
     let mut untrusting = Config::default();
-    provider.allow(&mut untrusting, false);
+    front.allow(&mut untrusting, false);
     let refused = keyway::upstream::client(&untrusting)
         .unwrap()
-        .get(&url)
+        .post(format!("{}/api/hooks", front.base()))
         .send()
         .await;
     assert!(refused.is_err(), "an unknown CA must be refused");
     assert_eq!(
-        provider.keys_seen().len(),
+        fake.api_requests().len(),
         1,
         "only the trusting client's call"
     );
+    fake.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
