@@ -2,6 +2,7 @@
 //! for token, revocation and webhook calls; `proxy_client` for the proxy's hot path), follow
 //! no redirects, time out, and check addresses for URLs a tenant can influence.
 
+pub mod address;
 pub mod proxy_client;
 pub mod proxy_pool;
 pub mod resolver;
@@ -53,8 +54,8 @@ pub fn check_url(config: &Config, url: &url::Url) -> Result<()> {
         return Err(refuse("not https"));
     }
     let private = match url.host() {
-        Some(url::Host::Ipv4(ip)) => is_private(IpAddr::V4(ip)),
-        Some(url::Host::Ipv6(ip)) => is_private(IpAddr::V6(ip)),
+        Some(url::Host::Ipv4(ip)) => !address::is_public(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => !address::is_public(IpAddr::V6(ip)),
         Some(url::Host::Domain(d)) => {
             d.eq_ignore_ascii_case("localhost") || d.ends_with(".localhost")
         }
@@ -98,28 +99,6 @@ pub fn refused_address(err: &(dyn std::error::Error + 'static)) -> bool {
         cause = current.source();
     }
     false
-}
-
-pub(crate) fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64
-        }
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-                || v6
-                    .to_ipv4_mapped()
-                    .is_some_and(|v4| is_private(IpAddr::V4(v4)))
-        }
-    }
 }
 
 /// `oauth2`'s HTTP hook on our client: the crate builds the request, we send it. Takes the

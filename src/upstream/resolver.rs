@@ -1,5 +1,5 @@
-//! Name resolution for calls to providers: addresses that are private, loopback, link-local
-//! or otherwise internal are dropped, so a provider or proxy URL whose name points inside the
+//! Name resolution for calls to providers: addresses that are not public unicast ones
+//! (`address::is_public`: private, loopback, link-local, metadata, NAT64 to those…) are dropped, so a provider or proxy URL whose name points inside the
 //! network (or is re-pointed there later: DNS rebinding) cannot be reached — unless an
 //! operator allowed that host. Checked at connect time, for every call.
 
@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use hyper_util::client::legacy::connect::dns::Name as HyperName;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use super::is_private;
+use super::address::is_public;
 
 /// The error a refused name ends in (found again by `refused_address`).
 #[derive(Debug)]
@@ -51,7 +51,7 @@ impl PublicOnlyResolver {
         async move {
             let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
                 .await?
-                .filter(|addr| allowed || !is_private(addr.ip()))
+                .filter(|addr| allowed || is_public(addr.ip()))
                 .collect();
             if found.is_empty() {
                 return Err(Box::new(PrivateAddress) as BoxError);

@@ -1165,14 +1165,23 @@ proxy_test!(
             "injection": {"type": "bearer", "field": "api_key"}
         });
         app.ok(&tenant.key, "mutation($p: JSON) { createIntegration(input: {serviceId: \"hosted\", customProvider: $p}) { id } }", json!({ "p": definition })).await;
-        let connection = |host: String| {
+        let connection_to = |service: &'static str, settings: Value| {
             let app = &app;
             let key = tenant.key.clone();
             async move {
                 let data = app
-                    .ok(&key, "mutation($h: String!) { createConnection(input: {consumerId: \"dan\", serviceId: \"hosted\", settings: {host: $h}, credentials: {fields: {api_key: \"k\"}}}) { id } }", json!({ "h": host }))
+                    .ok(&key, "mutation($s: String!, $settings: JSON) { createConnection(input: {consumerId: \"dan\", serviceId: $s, settings: $settings, credentials: {fields: {api_key: \"k\"}}}) { id } }", json!({ "s": service, "settings": settings }))
                     .await;
                 data["createConnection"]["id"].as_str().unwrap().to_owned()
+            }
+        };
+        let connection = |host: String| connection_to("hosted", json!({ "host": host }));
+        let refused = |id: String| {
+            let app = &app;
+            let key = tenant.key.clone();
+            async move {
+                let body = proxy(app, &key, json!({ "connectionId": id, "path": "/x" })).await;
+                first_code(&body).to_owned()
             }
         };
         for inside in [
@@ -1183,18 +1192,43 @@ proxy_test!(
             "localhost",
             "a.localhost",
             "[::1]",
+            // The same places spelled otherwise, or reached through a gateway.
+            "2130706433",
+            "0x7f.1",
+            "0251.0376.0251.0376",
+            "[::ffff:127.0.0.1]",
+            "[64:ff9b::a9fe:a9fe]",
+            "[2002:a9fe:a9fe::]",
+            "[fd00:ec2::254]",
+            "100.100.100.200",
+            "198.18.0.1",
             "evil.example:8443",
             "evil.example/x",
             "u@evil.example",
         ] {
             let id = connection(inside.to_owned()).await;
-            let body = proxy(
-                &app,
-                &tenant.key,
-                json!({ "connectionId": id, "path": "/x" }),
-            )
-            .await;
-            assert_eq!(first_code(&body), "CONFLICT", "{inside}: {body}");
+            assert_eq!(refused(id).await, "CONFLICT", "{inside}");
+        }
+        // A provider whose whole origin is a setting (a self-hosted GitLab): IPv6 literals
+        // and addresses that lead inside through a gateway's prefix are refused too.
+        let mut definition = definition.clone();
+        definition["service_id"] = json!("selfhosted");
+        definition["base_url"] = json!("{origin}/api");
+        definition["settings"][0]["id"] = json!("origin");
+        app.ok(&tenant.key, "mutation($p: JSON) { createIntegration(input: {serviceId: \"selfhosted\", customProvider: $p}) { id } }", json!({ "p": definition })).await;
+        for inside in [
+            "https://[::1]",
+            "https://[::ffff:169.254.169.254]",
+            "https://[64:ff9b::a9fe:a9fe]",
+            "https://[2002:a9fe:a9fe::]",
+            "https://[fd00:ec2::254]",
+            "https://[fe80::1]",
+            "https://[fec0::1]",
+            "https://2130706433",
+            "https://198.18.0.1",
+        ] {
+            let id = connection_to("selfhosted", json!({ "origin": inside })).await;
+            assert_eq!(refused(id).await, "CONFLICT", "{inside}");
         }
         // A name that resolves to a private address is refused when connecting (the machine's
         // own name resolves to a private address here; skipped where it does not).

@@ -374,7 +374,7 @@ async fn check_url(config: &Config, text: &str) -> Result<String> {
         // A name that does not resolve now is accepted; every send checks again.
         if addrs
             .into_iter()
-            .any(|a| crate::upstream::is_private(a.ip()))
+            .any(|a| !crate::upstream::address::is_public(a.ip()))
         {
             return Err(refuse("the host resolves to a private address"));
         }
