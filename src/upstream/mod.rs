@@ -53,7 +53,7 @@ pub fn check_url(config: &Config, url: &url::Url) -> Result<()> {
     if url.scheme() != "https" {
         return Err(refuse("not https"));
     }
-    let private = match url.host() {
+    let inside = match url.host() {
         Some(url::Host::Ipv4(ip)) => !address::is_public(IpAddr::V4(ip)),
         Some(url::Host::Ipv6(ip)) => !address::is_public(IpAddr::V6(ip)),
         Some(url::Host::Domain(d)) => {
@@ -61,8 +61,10 @@ pub fn check_url(config: &Config, url: &url::Url) -> Result<()> {
         }
         None => true,
     };
-    if private {
-        return Err(refuse("private or loopback host"));
+    if inside {
+        return Err(refuse(
+            "not a public address (private, loopback, metadata or reserved)",
+        ));
     }
     Ok(())
 }
