@@ -88,8 +88,11 @@ enum ConnectionsCommand {
         #[arg(long)]
         service: Option<String>,
         /// Connections per page (1-200).
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=200))]
         page_size: u32,
+        /// Which page, from 1 (each page before it is walked through, fetching only cursors).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "cursor")]
+        page: u32,
         /// Continue after this cursor (printed at the end of a page).
         #[arg(long)]
         cursor: Option<String>,
@@ -174,6 +177,7 @@ async fn run_client(command: ConnectionsCommand) -> anyhow::Result<()> {
             consumer,
             service,
             page_size,
+            page,
             cursor,
             json,
         } => {
@@ -182,7 +186,10 @@ async fn run_client(command: ConnectionsCommand) -> anyhow::Result<()> {
                 consumer,
                 service,
                 page_size,
-                cursor,
+                start: match cursor {
+                    Some(cursor) => client::Start::After(cursor),
+                    None => client::Start::Page(page),
+                },
                 json,
             };
             client::list(args).await

@@ -53,12 +53,45 @@ pub struct ListArgs {
     pub consumer: Option<String>,
     pub service: Option<String>,
     pub page_size: u32,
-    pub cursor: Option<String>,
+    pub start: Start,
     pub json: bool,
+}
+
+/// Where a listing starts.
+pub enum Start {
+    /// A page number, from 1.
+    Page(u32),
+    /// Right after a cursor printed by an earlier page.
+    After(String),
 }
 
 pub async fn list(args: ListArgs) -> anyhow::Result<()> {
     let client = Client::from_env()?;
+    let filter =
+        json!({ "status": args.status, "consumerId": args.consumer, "serviceId": args.service });
+    // The API pages by cursor (a page number would make the database count past every row
+    // before it); page N is reached by walking the N - 1 pages before it, cursors only.
+    let (number, mut after) = match args.start {
+        Start::Page(number) => (Some(number), None),
+        Start::After(cursor) => (None, Some(cursor)),
+    };
+    for _ in 1..number.unwrap_or(1) {
+        let data = client
+            .query(
+                "query($first: Int, $after: String, $filter: ConnectionFilter) {
+                   connections(first: $first, after: $after, filter: $filter) { pageInfo { hasNextPage endCursor } } }",
+                json!({ "first": args.page_size, "after": after, "filter": filter }),
+            )
+            .await?;
+        let info = &data["connections"]["pageInfo"];
+        let Some(end) = info["endCursor"].as_str() else {
+            break; // nothing at all: every page is empty
+        };
+        after = Some(end.to_owned());
+        if info["hasNextPage"] != true {
+            break; // past the last page: the page asked for is empty
+        }
+    }
     let data = client
         .query(
             "query($first: Int, $after: String, $filter: ConnectionFilter) {
@@ -66,11 +99,7 @@ pub async fn list(args: ListArgs) -> anyhow::Result<()> {
                  totalCount pageInfo { hasNextPage endCursor }
                  edges { node { id consumerId serviceId state environment userEmail updatedAt } }
                } }",
-            json!({
-                "first": args.page_size,
-                "after": args.cursor,
-                "filter": { "status": args.status, "consumerId": args.consumer, "serviceId": args.service },
-            }),
+            json!({ "first": args.page_size, "after": after, "filter": filter }),
         )
         .await?;
     let page = &data["connections"];
@@ -98,12 +127,21 @@ pub async fn list(args: ListArgs) -> anyhow::Result<()> {
         })
         .unwrap_or_default();
     print_table(&["ID", "CONSUMER", "SERVICE", "STATE", "EMAIL"], &rows);
-    println!("{} of {} connection(s)", rows.len(), page["totalCount"]);
+    let total = page["totalCount"].as_u64().unwrap_or(0);
+    match number {
+        Some(number) => println!(
+            "page {number} of {}: {} of {total} connection(s)",
+            total.div_ceil(u64::from(args.page_size)).max(1),
+            rows.len()
+        ),
+        None => println!("{} of {total} connection(s)", rows.len()),
+    }
     if page["pageInfo"]["hasNextPage"] == true {
-        println!(
-            "next page: --cursor {}",
-            page["pageInfo"]["endCursor"].as_str().unwrap_or("")
-        );
+        let cursor = page["pageInfo"]["endCursor"].as_str().unwrap_or("");
+        match number {
+            Some(number) => println!("next page: --page {}, or --cursor {cursor}", number + 1),
+            None => println!("next page: --cursor {cursor}"),
+        }
     }
     Ok(())
 }

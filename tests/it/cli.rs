@@ -234,6 +234,45 @@ crate::db_test!(scripting_client_lists_and_reads_credentials, |app| async {
     assert!(ok);
     let page: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(page["edges"][0]["node"]["consumerId"], "bob");
+    // Or by page number: the pages before it are walked through.
+    let (ok, stdout, _) = run(
+        &["connections", "list", "--page-size", "1", "--page", "2"],
+        &key,
+    );
+    assert!(ok);
+    assert!(
+        stdout.contains("bob") && !stdout.contains("alice"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("page 2 of 2: 1 of 2 connection(s)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("next page"), "{stdout}");
+    let (ok, stdout, _) = run(
+        &[
+            "connections",
+            "list",
+            "--page-size",
+            "1",
+            "--page",
+            "3",
+            "--json",
+        ],
+        &key,
+    );
+    assert!(ok);
+    let page: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(page["edges"], serde_json::json!([]), "past the last page");
+    for bad in [
+        &["--page", "0"][..],
+        &["--page-size", "0"],
+        &["--page-size", "201"],
+        &["--page", "2", "--cursor", &cursor],
+    ] {
+        let (ok, _, stderr) = run(&[&["connections", "list"][..], bad].concat(), &key);
+        assert!(!ok && !stderr.is_empty(), "{bad:?}");
+    }
 
     let (ok, stdout, _) = run(
         &[
