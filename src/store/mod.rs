@@ -4,6 +4,7 @@
 
 pub mod batched_delete;
 mod busy;
+pub mod fleet_lock;
 
 use std::str::FromStr;
 use std::time::Duration;
