@@ -1061,95 +1061,101 @@ crate::db_test!(
     }
 );
 
-crate::db_test!(one_replica_runs_housekeeping_at_a_time, |app| async {
-    use keyway::service::housekeeping::exclusive_round;
-    use keyway::store::fleet_lock::{Work, try_lock};
-    use sea_orm::{EntityTrait, IntoActiveModel};
-    let tenant = app.create_tenant("acme").await;
-    app.create_integration(&tenant.key, "stripe").await;
-    app.create_stripe_connection(&tenant.key, "bob", "sk_test_kept")
-        .await;
-    let recorded = entity::event::Entity::find().all(app.db()).await.unwrap();
-    let at = chrono::Utc::now() - chrono::Duration::days(8);
-    let old = entity::event::Model {
-        id: crate::support::uuid_v7_at(at),
-        occurred_at: at,
-        ..recorded[0].clone()
-    };
-    entity::event::Entity::insert(old.clone().into_active_model())
-        .exec(app.db())
-        .await
-        .unwrap();
-    let config = &app.server().state().config;
-    let old_is_there = || async {
-        entity::event::Entity::find_by_id(old.id)
-            .one(app.db())
-            .await
-            .unwrap()
-            .is_some()
-    };
-
-    // Another replica's round is running (its lock, on a session of its own).
-    let other = try_lock(app.db(), Work::Housekeeping)
-        .await
-        .unwrap()
-        .unwrap();
-    let second = try_lock(app.db(), Work::Housekeeping).await.unwrap();
-    match app.backend() {
-        crate::support::Backend::Postgres => {
-            assert!(second.is_none());
-            assert!(!exclusive_round(app.db(), config).await.unwrap(), "skipped");
-            assert!(
-                old_is_there().await,
-                "nothing purged while the other round runs"
-            );
-        }
-        // One process owns a SQLite store: there is no other replica to wait for.
-        crate::support::Backend::Sqlite => assert!(second.is_some()),
-    }
-    other.release().await;
-    assert!(exclusive_round(app.db(), config).await.unwrap(), "ran");
-    assert!(!old_is_there().await, "purged once the other round is over");
-    assert_eq!(
-        entity::event::Entity::find()
-            .all(app.db())
-            .await
-            .unwrap()
-            .len(),
-        recorded.len()
-    );
-    // Dropped without a release (a replica stopped mid-round), the lock goes with its session,
-    // which is closed rather than pooled (a pooled one would keep it for ever).
-    if matches!(app.backend(), crate::support::Backend::Postgres) {
-        use sea_orm::ConnectionTrait;
-        drop(
-            try_lock(app.db(), Work::Housekeeping)
-                .await
-                .unwrap()
-                .unwrap(),
-        );
-        let held = || async {
-            let row = app
-                .db()
-                .query_one_raw(sea_orm::Statement::from_string(
-                    sea_orm::DatabaseBackend::Postgres,
-                    "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory'",
-                ))
-                .await
-                .unwrap()
-                .unwrap();
-            row.try_get::<i64>("", "n").unwrap()
+// With a pool of one connection: the lock's session must not be one of the pool's, which
+// the round's purges need.
+crate::db_test!(
+    one_replica_runs_housekeeping_at_a_time,
+    config = |c| c.database_max_connections = 1,
+    |app| async {
+        use keyway::service::housekeeping::exclusive_round;
+        use keyway::store::fleet_lock::{Work, try_lock};
+        use sea_orm::{EntityTrait, IntoActiveModel};
+        let tenant = app.create_tenant("acme").await;
+        app.create_integration(&tenant.key, "stripe").await;
+        app.create_stripe_connection(&tenant.key, "bob", "sk_test_kept")
+            .await;
+        let recorded = entity::event::Entity::find().all(app.db()).await.unwrap();
+        let at = chrono::Utc::now() - chrono::Duration::days(8);
+        let old = entity::event::Model {
+            id: crate::support::uuid_v7_at(at),
+            occurred_at: at,
+            ..recorded[0].clone()
         };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while held().await > 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the dropped lock is still held"
+        entity::event::Entity::insert(old.clone().into_active_model())
+            .exec(app.db())
+            .await
+            .unwrap();
+        let config = &app.server().state().config;
+        let old_is_there = || async {
+            entity::event::Entity::find_by_id(old.id)
+                .one(app.db())
+                .await
+                .unwrap()
+                .is_some()
+        };
+
+        // Another replica's round is running (its lock, on a session of its own).
+        let other = try_lock(app.db(), Work::Housekeeping)
+            .await
+            .unwrap()
+            .unwrap();
+        let second = try_lock(app.db(), Work::Housekeeping).await.unwrap();
+        match app.backend() {
+            crate::support::Backend::Postgres => {
+                assert!(second.is_none());
+                assert!(!exclusive_round(app.db(), config).await.unwrap(), "skipped");
+                assert!(
+                    old_is_there().await,
+                    "nothing purged while the other round runs"
+                );
+            }
+            // One process owns a SQLite store: there is no other replica to wait for.
+            crate::support::Backend::Sqlite => assert!(second.is_some()),
+        }
+        other.release().await;
+        assert!(exclusive_round(app.db(), config).await.unwrap(), "ran");
+        assert!(!old_is_there().await, "purged once the other round is over");
+        assert_eq!(
+            entity::event::Entity::find()
+                .all(app.db())
+                .await
+                .unwrap()
+                .len(),
+            recorded.len()
+        );
+        // Dropped without a release (a replica stopped mid-round), the lock goes with its session,
+        // which is closed rather than pooled (a pooled one would keep it for ever).
+        if matches!(app.backend(), crate::support::Backend::Postgres) {
+            use sea_orm::ConnectionTrait;
+            drop(
+                try_lock(app.db(), Work::Housekeeping)
+                    .await
+                    .unwrap()
+                    .unwrap(),
             );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let held = || async {
+                let row = app
+                    .db()
+                    .query_one_raw(sea_orm::Statement::from_string(
+                        sea_orm::DatabaseBackend::Postgres,
+                        "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory'",
+                    ))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                row.try_get::<i64>("", "n").unwrap()
+            };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while held().await > 0 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the dropped lock is still held"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
         }
     }
-});
+);
 
 crate::db_test!(
     the_delivery_purge_deletes_only_finished_deliveries_past_retention,
