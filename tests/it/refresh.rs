@@ -361,8 +361,17 @@ refresh_test!(
         assert!(due().await.unwrap().is_empty());
         expire(&app, &id).await;
         assert_eq!(due().await.unwrap(), vec![uuid(&id)]);
-        // The pass refreshes it; then it is no longer due.
+        // Listed by a pass, then refreshed by a call that needed it before the pass came to
+        // it: the pass leaves it alone.
         let state = app.server().state();
+        let listed = due().await.unwrap();
+        let before = fake.refresh_requests();
+        app.ok(&tenant.key, CREDS, json!({ "id": id })).await;
+        assert_eq!(fake.refresh_requests(), before + 1);
+        state.refresher.refresh_listed(&state.deps(), listed).await;
+        assert_eq!(fake.refresh_requests(), before + 1, "refreshed twice");
+        expire(&app, &id).await;
+        // The pass refreshes it; then it is no longer due.
         state
             .refresher
             .ensure_fresh(&state.deps(), uuid(&id), true)

@@ -86,13 +86,33 @@ pub async fn due_in_background(db: &DatabaseConnection, limit: u64) -> Result<Ve
     Ok(candidates
         .into_iter()
         .filter(|(_, expires_at, last_refreshed_at, created_at)| {
-            let obtained = last_refreshed_at.unwrap_or(*created_at);
-            obtained <= stale
-                || expires_at.is_some_and(|at| at <= now + margin(at, obtained, at_most))
+            due_in_background_at(*expires_at, last_refreshed_at.unwrap_or(*created_at), now)
         })
         .map(|(id, ..)| id)
         .take(limit as usize)
         .collect())
+}
+
+/// `due_in_background`'s rule for one row read again just before its refresh: a connection
+/// refreshed since it was listed (by a call that needed it meanwhile) is no longer due.
+pub fn still_due_in_background(conn: &Model) -> bool {
+    due_in_background_at(
+        conn.expires_at,
+        conn.last_refreshed_at.unwrap_or(conn.created_at),
+        Utc::now(),
+    )
+}
+
+/// Tokens that expire at `expires_at`, obtained at `obtained`: due when within the background
+/// window of expiry (see `margin`) or obtained `STALE_HOURS` ago.
+fn due_in_background_at(
+    expires_at: Option<DateTime<Utc>>,
+    obtained: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> bool {
+    let at_most = Duration::minutes(MARGIN_MINUTES * 2);
+    obtained <= now - Duration::hours(STALE_HOURS)
+        || expires_at.is_some_and(|at| at <= now + margin(at, obtained, at_most))
 }
 
 #[cfg(test)]

@@ -39,6 +39,7 @@ use crate::metrics::{Metrics, RefreshOutcome};
 
 mod due;
 
+use due::still_due_in_background;
 pub use due::{due, due_in_background};
 
 const WAIT_STEP: std::time::Duration = std::time::Duration::from_millis(25);
@@ -108,9 +109,25 @@ impl Refresher {
                     continue;
                 }
             };
-            for id in due {
+            self.refresh_listed(&deps, due).await;
+        }
+    }
+
+    /// Refreshes the connections a pass listed, each read again first: one refreshed since
+    /// the listing (by a call that needed it while the pass worked down its list) is skipped,
+    /// where forcing it would have refreshed it a second time.
+    pub async fn refresh_listed(&self, deps: &Deps<'_>, listed: Vec<Uuid>) {
+        for id in listed {
+            let seen = match load(deps.db, id).await {
+                Ok(seen) => seen,
+                Err(err) => {
+                    err.log();
+                    continue;
+                }
+            };
+            if still_due_in_background(&seen) {
                 // Failures are recorded on the connection (cooldown, events) and logged.
-                let _ = self.ensure_fresh(&deps, id, true).await;
+                let _ = self.ensure_fresh_from(deps, &seen, true).await;
             }
         }
     }
