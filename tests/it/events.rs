@@ -1018,29 +1018,42 @@ crate::db_test!(
     }
 );
 
+/// The events of a new connection (created and callable), for the purge tests to copy.
+async fn a_connections_events(app: &TestApp) -> Vec<entity::event::Model> {
+    use sea_orm::EntityTrait;
+    let tenant = app.create_tenant("acme").await;
+    app.create_integration(&tenant.key, "stripe").await;
+    app.create_stripe_connection(&tenant.key, "bob", "sk_test_kept")
+        .await;
+    let recorded = entity::event::Entity::find().all(app.db()).await.unwrap();
+    assert_eq!(recorded.len(), 2, "created and callable");
+    recorded
+}
+
+/// `event` as `events::record` would have made it at `at` (its id a UUIDv7 of that time).
+fn recorded_at(
+    event: &entity::event::Model,
+    at: chrono::DateTime<chrono::Utc>,
+) -> entity::event::Model {
+    entity::event::Model {
+        id: crate::support::uuid_v7_at(at),
+        occurred_at: at,
+        ..event.clone()
+    }
+}
+
 crate::db_test!(
     the_outbox_purge_deletes_only_events_past_retention,
     |app| async {
         use sea_orm::{EntityTrait, IntoActiveModel};
-        let tenant = app.create_tenant("acme").await;
-        app.create_integration(&tenant.key, "stripe").await;
-        app.create_stripe_connection(&tenant.key, "bob", "sk_test_kept")
-            .await;
-        let recorded = entity::event::Entity::find().all(app.db()).await.unwrap();
-        assert_eq!(recorded.len(), 2, "created and callable");
-        // Recorded 8 days ago and before, as `events::record` would have made them then (ids
-        // UUIDv7s of that time); more than one batch of the purge.
+        let recorded = a_connections_events(&app).await;
+        // Recorded 8 days ago and before; more than one batch of the purge.
         let old: Vec<entity::event::ActiveModel> = (0..2_100)
             .map(|second| {
                 let at = chrono::Utc::now()
                     - chrono::Duration::days(8)
                     - chrono::Duration::seconds(second);
-                entity::event::Model {
-                    id: crate::support::uuid_v7_at(at),
-                    occurred_at: at,
-                    ..recorded[0].clone()
-                }
-                .into_active_model()
+                recorded_at(&recorded[0], at).into_active_model()
             })
             .collect();
         crate::support::insert_in_chunks(app.db(), &old).await;
@@ -1070,17 +1083,8 @@ crate::db_test!(
         use keyway::service::housekeeping::exclusive_round;
         use keyway::store::fleet_lock::{Work, try_lock};
         use sea_orm::{EntityTrait, IntoActiveModel};
-        let tenant = app.create_tenant("acme").await;
-        app.create_integration(&tenant.key, "stripe").await;
-        app.create_stripe_connection(&tenant.key, "bob", "sk_test_kept")
-            .await;
-        let recorded = entity::event::Entity::find().all(app.db()).await.unwrap();
-        let at = chrono::Utc::now() - chrono::Duration::days(8);
-        let old = entity::event::Model {
-            id: crate::support::uuid_v7_at(at),
-            occurred_at: at,
-            ..recorded[0].clone()
-        };
+        let recorded = a_connections_events(&app).await;
+        let old = recorded_at(&recorded[0], chrono::Utc::now() - chrono::Duration::days(8));
         entity::event::Entity::insert(old.clone().into_active_model())
             .exec(app.db())
             .await
