@@ -29,7 +29,7 @@ pub enum Work {
 /// Held until `release` (or drop): no other replica gets the same lock meanwhile.
 pub struct FleetLock {
     /// PostgreSQL: the session holding the lock.
-    session: Option<(PgConnection, Work)>,
+    session: Option<PgConnection>,
 }
 
 /// Takes the lock if no replica holds it; `None` when one does. Never waits.
@@ -54,7 +54,7 @@ pub async fn try_lock(db: &DatabaseConnection, work: Work) -> Result<Option<Flee
         return Ok(None);
     }
     Ok(Some(FleetLock {
-        session: Some((session, work)),
+        session: Some(session),
     }))
 }
 
@@ -62,7 +62,7 @@ impl FleetLock {
     /// Lets the lock go at once: closing its session frees it (dropping the lock instead
     /// frees it too, as PostgreSQL sees the connection go).
     pub async fn release(self) {
-        if let Some((session, _)) = self.session
+        if let Some(session) = self.session
             && let Err(err) = session.close().await
         {
             Error::internal(err).log();
