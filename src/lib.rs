@@ -86,6 +86,12 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         webhook_wake: Arc::default(),
         principals: Arc::new(auth::cache::PrincipalCache::default()),
         documents: Arc::new(graphql::documents::DocumentCache::default()),
+        client_ip: Arc::new(
+            web::client_ip::ClientIp::new(&config.trusted_proxies, config.client_ip_header)
+                .map_err(|entry| {
+                    anyhow::anyhow!("trusted_proxies: {entry:?} is not an IP address or CIDR range")
+                })?,
+        ),
         demo: config
             .demo_provider_enabled()
             .then(|| Arc::new(demo::DemoProvider::default())),

@@ -37,6 +37,8 @@ pub struct AppState {
     pub webhook_wake: Arc<crate::service::webhooks::worker::WebhookWake>,
     /// GraphQL documents parsed before, by their text.
     pub documents: Arc<crate::graphql::documents::DocumentCache>,
+    /// Where a caller's address comes from (`trusted_proxies`).
+    pub client_ip: Arc<crate::web::client_ip::ClientIp>,
     /// This replica's Prometheus metrics (`/metrics`).
     pub metrics: Arc<crate::metrics::Metrics>,
 }

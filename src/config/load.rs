@@ -37,6 +37,8 @@ const KEYS: &[(&str, Kind)] = &[
     ("auto_migrate", Kind::Boolean),
     ("http_workers", Kind::Integer),
     ("allowed_private_hosts", Kind::List),
+    ("trusted_proxies", Kind::List),
+    ("client_ip_header", Kind::Text),
     ("upstream_ca_file", Kind::Text),
     ("upstream_timeout_secs", Kind::Integer),
     ("refresh_lease_secs", Kind::Integer),
@@ -270,5 +272,34 @@ mod tests {
             assert!(err.to_string().starts_with(&key), "{var}: {err}");
             Config::load_from(None, vars(&[(var, edge)])).unwrap();
         }
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_ranges_and_the_header_one_of_two() {
+        let config = Config::load_from(
+            None,
+            vars(&[
+                ("KEYWAY_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7,fd00::/8"),
+                ("KEYWAY_CLIENT_IP_HEADER", "forwarded"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.trusted_proxies,
+            ["10.0.0.0/8", "192.0.2.7", "fd00::/8"]
+        );
+        assert_eq!(
+            config.client_ip_header,
+            super::super::ForwardedHeader::Forwarded
+        );
+        let err = Config::load_from(
+            None,
+            vars(&[("KEYWAY_TRUSTED_PROXIES", "10.0.0.0/8,lb.internal")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("\"lb.internal\""), "{err}");
+        let err =
+            Config::load_from(None, vars(&[("KEYWAY_CLIENT_IP_HEADER", "x-real-ip")])).unwrap_err();
+        assert!(format!("{err:#}").contains("client_ip_header"), "{err:#}");
     }
 }

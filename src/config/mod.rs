@@ -31,6 +31,18 @@ pub enum LogFormat {
     Json,
 }
 
+/// Which header trusted proxies record the caller in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2` (the de facto one: AWS, GCP, nginx, Envoy…).
+    #[default]
+    #[serde(rename = "x-forwarded-for")]
+    XForwardedFor,
+    /// RFC 7239: `Forwarded: for=client, for="[2001:db8::1]:4711"`.
+    #[serde(rename = "forwarded")]
+    Forwarded,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -55,6 +67,11 @@ pub struct Config {
     /// Hosts (`host` or `host:port`) an operator allows even though they are loopback or
     /// private, and over plain http: local test providers and upstreams. Empty by default.
     pub allowed_private_hosts: Vec<String>,
+    /// Peers (addresses or CIDR ranges) whose `client_ip_header` names the caller: the load
+    /// balancers in front of Keyway. Empty by default: the peer is the caller.
+    pub trusted_proxies: Vec<String>,
+    /// The header trusted proxies record the caller in.
+    pub client_ip_header: ForwardedHeader,
     /// A PEM file of certificate authorities trusted for calls out (proxy, token, revocation,
     /// webhooks) besides the platform's own: providers or endpoints behind a private CA.
     pub upstream_ca_file: Option<PathBuf>,
@@ -116,6 +133,8 @@ impl Default for Config {
             auto_migrate: true,
             http_workers: None,
             allowed_private_hosts: Vec::new(),
+            trusted_proxies: Vec::new(),
+            client_ip_header: ForwardedHeader::default(),
             upstream_ca_file: None,
             upstream_timeout_secs: 15,
             refresh_lease_secs: 30,
@@ -202,6 +221,11 @@ impl Config {
             .is_some_and(|t| t.expose().trim().len() < 16)
         {
             bail!("metrics_token must be at least 16 characters");
+        }
+        if let Err(entry) =
+            crate::web::client_ip::ClientIp::new(&self.trusted_proxies, self.client_ip_header)
+        {
+            bail!("trusted_proxies: {entry:?} is not an IP address or CIDR range");
         }
         if self.database_max_connections == 0 {
             bail!("database_max_connections must be at least 1");

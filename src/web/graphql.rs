@@ -64,7 +64,7 @@ async fn answer(
             entry.http_method = "POST".into();
             entry.path = "/graphql".into();
             entry.request_id = request_id::of(req);
-            entry.source_ip = super::peer_ip(req);
+            entry.source_ip = state.client_ip.of(req);
             Some(entry)
         }
         Principal::Operator { .. } => None,
@@ -158,7 +158,7 @@ async fn execute(
     let tags = LogTags::default();
     let info = RequestInfo {
         request_id: request_id::of(req),
-        source_ip: super::peer_ip(req),
+        source_ip: state.client_ip.of(req),
     };
     // A batch's requests run one after another, as async-graphql's own `execute_batch` runs
     // them: each is admitted (and counted) just before it executes.

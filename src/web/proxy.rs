@@ -72,7 +72,7 @@ async fn answer(
     entry.path = path.clone();
     entry.connection_id = Some(id);
     entry.request_id = crate::web::request_id::of(req);
-    entry.source_ip = crate::web::peer_ip(req);
+    entry.source_ip = state.client_ip.of(req);
 
     let response = match call(state, req, payload, &scope, id, path, &mut entry).await {
         Ok(response) => response,

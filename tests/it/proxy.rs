@@ -1815,6 +1815,8 @@ proxy_test!(
             .get(raw_url(&app, &id, "/limited?api_key=q-secret-2"))
             .bearer_auth(&tenant.key)
             .header("x-request-id", "trace-proxy-1")
+            // Believed only from a trusted proxy, and none is configured here.
+            .header("x-forwarded-for", "198.51.100.7")
             .send()
             .await
             .unwrap();
@@ -1929,6 +1931,47 @@ proxy_test!(
             }
         }
         let _ = fake;
+    }
+);
+
+proxy_test!(
+    callers_behind_a_trusted_proxy_are_logged_by_their_own_address,
+    |c| c.trusted_proxies = vec!["127.0.0.0/8".into()],
+    |app, _fake, tenant, id| async {
+        // The caller put an address of its own first; the balancer appended the one it saw.
+        let raw = app
+            .client
+            .get(raw_url(&app, &id, "/contacts"))
+            .bearer_auth(&tenant.key)
+            .header("x-forwarded-for", "203.0.113.66, 198.51.100.7")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(raw.status(), 200);
+        let graphql = app
+            .client
+            .post(format!("{}/graphql", app.base))
+            .bearer_auth(&tenant.key)
+            .header("x-forwarded-for", "2001:db8::7")
+            .json(&json!({ "query": "{ viewer { kind } }" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(graphql.status(), 200);
+        flush_logs(&app).await;
+        let data = app
+            .ok(
+                &tenant.key,
+                "{ logs(first: 2) { edges { node { apiStyle sourceIp } } } }",
+                json!({}),
+            )
+            .await;
+        let nodes = nodes(&data, "logs");
+        // Newest first: the GraphQL call, then the proxied one.
+        assert_eq!(nodes[0]["apiStyle"], "UNIFY");
+        assert_eq!(nodes[0]["sourceIp"], "2001:db8::7");
+        assert_eq!(nodes[1]["apiStyle"], "PROXY");
+        assert_eq!(nodes[1]["sourceIp"], "198.51.100.7");
     }
 );
 

@@ -68,7 +68,7 @@ pub async fn upgrade(
         .map(str::to_owned);
     let info = RequestInfo {
         request_id: crate::web::request_id::of(&req),
-        source_ip: crate::web::peer_ip(&req),
+        source_ip: state.client_ip.of(&req),
     };
     let stream = stream
         .max_frame_size(MAX_MESSAGE)
