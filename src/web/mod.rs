@@ -8,6 +8,7 @@ mod graphql_answer;
 mod health;
 mod home;
 mod logged_body;
+mod methods;
 mod metrics;
 mod oauth;
 pub mod proxy;
@@ -26,7 +27,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     // Neither the proxy (the provider's bytes, passed as they came) nor WebSocket frames are
     // compressed; everything else may be.
     cfg.service(web::scope("/proxy").default_service(web::to(proxy::proxy)))
-        .route("/graphql/ws", web::get().to(ws::upgrade))
+        .service(methods::get_only("/graphql/ws", ws::upgrade))
         .service(
             web::scope("")
                 .wrap(Compress::default())
@@ -36,26 +37,37 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 fn compressed(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(home::home))
-        .route("/graphql", web::post().to(graphql::post))
-        .route("/graphql", web::get().to(graphiql::graphiql))
-        .route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/metrics", web::get().to(metrics::metrics))
-        .route("/oauth/callback", web::get().to(oauth::callback))
-        .route(
+    cfg.service(methods::get("/", home::home))
+        .service(methods::get_and_post(
+            "/graphql",
+            graphiql::graphiql,
+            graphql::post,
+        ))
+        .service(methods::get("/healthz", health::healthz))
+        .service(methods::get("/readyz", health::readyz))
+        .service(methods::get("/metrics", metrics::metrics))
+        // Steps of an OAuth flow act on GET (a callback spends its single-use state): a HEAD,
+        // which a link scanner may send, must not.
+        .service(methods::get_only("/oauth/callback", oauth::callback))
+        .service(methods::get_only(
             "/oauth/authorize/{connection_id}",
-            web::get().to(oauth::authorize),
-        )
-        .route("/connect/{integration_id}", web::get().to(oauth::connect))
+            oauth::authorize,
+        ))
+        .service(methods::get_only(
+            "/connect/{integration_id}",
+            oauth::connect,
+        ))
         .service(
             web::scope("/demo-provider")
-                .route("/authorize", web::get().to(demo_provider::consent))
-                .route("/authorize", web::post().to(demo_provider::decide))
-                .route("/token", web::post().to(demo_provider::token))
-                .route("/revoke", web::post().to(demo_provider::revoke))
-                .route("/api/me", web::get().to(demo_provider::me))
-                .route("/api/contacts", web::get().to(demo_provider::contacts)),
+                .service(methods::get_and_post(
+                    "/authorize",
+                    demo_provider::consent,
+                    demo_provider::decide,
+                ))
+                .service(methods::post("/token", demo_provider::token))
+                .service(methods::post("/revoke", demo_provider::revoke))
+                .service(methods::get("/api/me", demo_provider::me))
+                .service(methods::get("/api/contacts", demo_provider::contacts)),
         );
 }
 

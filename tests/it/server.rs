@@ -36,6 +36,39 @@ db_test!(probes_and_request_ids, |app| async {
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "NOT_FOUND");
+    // HEAD wherever GET only reads; another method is 405 naming those a route has.
+    for path in ["/healthz", "/readyz", "/"] {
+        let head = app
+            .client
+            .head(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.status(), StatusCode::OK, "HEAD {path}");
+        assert!(head.bytes().await.unwrap().is_empty(), "HEAD {path}");
+    }
+    for (method, path, allow) in [
+        ("DELETE", "/healthz", "GET, HEAD"),
+        ("POST", "/readyz", "GET, HEAD"),
+        ("PUT", "/graphql", "GET, HEAD, POST"),
+        ("GET", "/demo-provider/token", "POST"),
+        // A HEAD must not spend a flow's single-use state.
+        ("HEAD", "/oauth/callback", "GET"),
+        ("POST", "/connect/x", "GET"),
+    ] {
+        let response = app
+            .client
+            .request(method.parse().unwrap(), format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+    }
     let home = app
         .client
         .get(format!("{}/", app.base))
