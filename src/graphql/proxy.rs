@@ -68,6 +68,9 @@ pub struct HttpHeader {
 pub struct ProxyResult {
     /// The provider's status code (a 429 keeps its `Retry-After` in `headers`).
     pub status: i32,
+    /// The provider's headers, less hop-by-hop ones, cookies and `Content-Length`; and less
+    /// `Content-Encoding` when Keyway decoded a gzip answer (it asks for gzip, and decodes,
+    /// unless the call's own headers name an `Accept-Encoding`).
     pub headers: Vec<HttpHeader>,
     pub body: String,
     pub body_encoding: BodyEncoding,
@@ -168,6 +171,14 @@ async fn run(
             ));
         }
     };
+    // (`content_coding`: the answer comes back as text or JSON, so Keyway decodes it.)
+    let decodes = !headers.contains_key(reqwest::header::ACCEPT_ENCODING);
+    if decodes {
+        headers.insert(
+            reqwest::header::ACCEPT_ENCODING,
+            proxy::content_coding::ASKED,
+        );
+    }
     let max = state.config.proxy_max_body_bytes;
     if let CallBody::Bytes(bytes) = &body
         && bytes.len() as u64 > max
@@ -226,7 +237,9 @@ async fn run(
         .get(reqwest::header::CONTENT_LENGTH)
         .filter(|_| is_head)
         .map(|value| (&reqwest::header::CONTENT_LENGTH, value));
+    let gzipped = decodes && proxy::content_coding::is_gzip(response.headers());
     let headers: Vec<HttpHeader> = proxy::headers::inbound(response.headers())
+        .filter(|(name, _)| !(gzipped && *name == reqwest::header::CONTENT_ENCODING))
         .chain(length)
         .map(|(name, value)| HttpHeader {
             name: name.as_str().to_owned(),
@@ -238,7 +251,11 @@ async fn run(
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("json"));
-    let bytes = response.bytes(max).await?.to_vec();
+    let mut bytes = response.bytes(max).await?;
+    if gzipped && !bytes.is_empty() {
+        bytes = proxy::content_coding::gunzip(bytes, max).await?;
+    }
+    let bytes = bytes.to_vec();
     let json = is_json
         .then(|| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
         .flatten()

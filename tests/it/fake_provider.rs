@@ -339,6 +339,35 @@ async fn api(
             return HttpResponse::Ok().body(vec![b'x'; n]);
         }
         "/api/binary" => return HttpResponse::Ok().body(vec![0xff_u8, 0xfe, 0x00, 0x01]),
+        // A provider that compresses when asked: JSON (or `bytes` x's), gzip'd; `broken`
+        // says gzip and sends something else.
+        "/api/gzipped" => {
+            let body = match query.get("bytes").and_then(|b| b.parse().ok()) {
+                Some(n) => vec![b'x'; n],
+                None => br#"{"contacts":[{"name":"Ada"}]}"#.to_vec(),
+            };
+            let asked = request
+                .header("accept-encoding")
+                .is_some_and(|a| a.contains("gzip"));
+            if !asked {
+                return HttpResponse::Ok()
+                    .content_type("application/json")
+                    .body(body);
+            }
+            let encoded = if query.contains_key("broken") {
+                b"this is not gzip".to_vec()
+            } else {
+                use std::io::Write;
+                let mut encoder =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                encoder.write_all(&body).unwrap();
+                encoder.finish().unwrap()
+            };
+            return HttpResponse::Ok()
+                .content_type("application/json")
+                .insert_header(("content-encoding", "gzip"))
+                .body(encoded);
+        }
         // The provider's own request id, as many APIs send one.
         "/api/traced" => {
             return HttpResponse::Ok()

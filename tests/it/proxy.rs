@@ -775,6 +775,84 @@ proxy_test!(
 );
 
 proxy_test!(
+    compressed_answers_are_decoded_for_the_mutation_and_passed_through_raw,
+    |c| c.proxy_max_body_bytes = 300_000,
+    |app, fake, tenant, id| async {
+        use base64::Engine;
+        use std::io::Read;
+        let call = |input: Value| proxy(&app, &tenant.key, input);
+        let gzipped =
+            |query: Value| json!({ "connectionId": id, "path": "/gzipped", "query": query });
+        // No encoding named: Keyway asks for gzip and answers the decoded body.
+        let body = call(gzipped(json!([]))).await;
+        let answer = &body["data"]["proxy"];
+        assert_eq!(answer["status"], 200, "{body}");
+        assert_eq!(answer["json"]["contacts"][0]["name"], "Ada", "{body}");
+        assert_eq!(answer["bodyEncoding"], "TEXT");
+        let names: Vec<&str> = answer["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["name"].as_str().unwrap())
+            .collect();
+        assert!(!names.contains(&"content-encoding"), "{names:?}");
+        assert_eq!(
+            fake.api_requests().pop().unwrap().header("accept-encoding"),
+            Some("gzip")
+        );
+        // Named by the caller: the provider's bytes as sent, with their coding.
+        let mut own = gzipped(json!([]));
+        own["headers"] = json!([{ "name": "Accept-Encoding", "value": "gzip" }]);
+        let body = call(own).await;
+        let answer = &body["data"]["proxy"];
+        assert_eq!(answer["bodyEncoding"], "BASE64", "{body}");
+        assert!(
+            answer["headers"]
+                .as_array()
+                .unwrap()
+                .contains(&json!({ "name": "content-encoding", "value": "gzip" })),
+            "{body}"
+        );
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(answer["body"].as_str().unwrap())
+            .unwrap();
+        let mut decoded = String::new();
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_string(&mut decoded)
+            .unwrap();
+        assert_eq!(decoded, r#"{"contacts":[{"name":"Ada"}]}"#);
+        // The size limit holds for the decoded body: a small answer may inflate past it.
+        let fits = call(gzipped(json!([{ "name": "bytes", "value": "290000" }]))).await;
+        assert_eq!(
+            fits["data"]["proxy"]["body"].as_str().unwrap().len(),
+            290_000
+        );
+        let bomb = call(gzipped(json!([{ "name": "bytes", "value": "400000" }]))).await;
+        assert_eq!(first_code(&bomb), "UPSTREAM_ERROR");
+        let broken = call(gzipped(json!([{ "name": "broken", "value": "1" }]))).await;
+        assert_eq!(first_code(&broken), "UPSTREAM_ERROR");
+        // The raw route leaves encodings to its caller: none asked, none added…
+        let plain = raw_get(&app, &tenant.key, &id, "/gzipped").await;
+        assert_eq!(plain.headers().get("content-encoding"), None);
+        assert_eq!(
+            fake.api_requests().pop().unwrap().header("accept-encoding"),
+            None
+        );
+        // …and an encoded answer passes as sent.
+        let encoded = app
+            .client
+            .get(raw_url(&app, &id, "/gzipped"))
+            .bearer_auth(&tenant.key)
+            .header("accept-encoding", "gzip")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(encoded.headers()["content-encoding"], "gzip");
+        assert_eq!(&encoded.bytes().await.unwrap()[..2], [0x1f, 0x8b]);
+    }
+);
+
+proxy_test!(
     bodies_stream_and_are_bounded,
     |c| c.proxy_max_body_bytes = 300_000,
     |app, fake, tenant, id| async {

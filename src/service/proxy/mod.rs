@@ -11,6 +11,7 @@
 //! provider's own host.
 
 pub mod cache;
+pub mod content_coding;
 pub mod headers;
 pub mod max_forwards;
 pub mod method;
