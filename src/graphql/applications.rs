@@ -1,7 +1,7 @@
 //! Applications (tenants): operator-only management; a secret key sees its own.
 
 use async_graphql::connection::Connection;
-use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object};
+use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::application::Model;
 
@@ -40,12 +40,53 @@ impl Application {
         self.0.requests_per_minute
     }
 
+    /// Requests counted against each limit of the plan in its current window (none for a
+    /// window without a limit): every GraphQL POST and proxied call of the application's keys,
+    /// this one included. Other replicas' counts are in it within about a second.
+    async fn plan_usage(&self, ctx: &Context<'_>) -> async_graphql::Result<PlanUsage> {
+        let state = ctx.state()?;
+        let usage = state.limits.plan_usage(&state.db, &self.0).await?;
+        Ok(PlanUsage {
+            minute: usage.minute.map(WindowUsage::from),
+            month: usage.month.map(WindowUsage::from),
+        })
+    }
+
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
 
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct PlanUsage {
+    /// Against `requestsPerMinute`.
+    pub minute: Option<WindowUsage>,
+    /// Against `requestsPerMonth` (calendar months, UTC).
+    pub month: Option<WindowUsage>,
+}
+
+#[derive(SimpleObject)]
+pub struct WindowUsage {
+    pub used: i64,
+    pub limit: i64,
+    /// What is left before calls are refused with `RATE_LIMITED` (never below 0).
+    pub remaining: i64,
+    /// When the window ends and its count starts again from 0.
+    pub resets_at: DateTime<Utc>,
+}
+
+impl From<crate::service::usage::WindowUsage> for WindowUsage {
+    fn from(usage: crate::service::usage::WindowUsage) -> Self {
+        Self {
+            used: usage.used,
+            limit: usage.limit,
+            remaining: (usage.limit - usage.used).max(0),
+            resets_at: usage.resets_at,
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use crate::oauth::setup_with;
 use crate::refresh::connected;
 use crate::support::{Backend, Tenant, TestApp, first_code, nodes, two_on_one_connection};
 
+const USAGE: &str = "{ viewer { application { planUsage { minute { used limit remaining resetsAt } month { used limit remaining resetsAt } } } } }";
 const PROXY: &str = "mutation($i: ProxyInput!) { proxy(input: $i) { status headers { name value } body bodyEncoding json connectionId } }";
 
 macro_rules! proxy_test {
@@ -2127,7 +2128,7 @@ proxy_test!(
     plan_limits_answer_429_with_retry_after,
     |_| {},
     |app, fake, tenant, id| async {
-        app.ok(&app.operator, "mutation($id: ID!) { updateApplication(id: $id, input: {requestsPerMinute: 4}) { id } }", json!({ "id": tenant.id })).await;
+        app.ok(&app.operator, "mutation($id: ID!) { updateApplication(id: $id, input: {requestsPerMinute: 4, requestsPerMonth: 1000}) { id } }", json!({ "id": tenant.id })).await;
         // A call refused for its own input does not count.
         let bad = app
             .client
@@ -2152,8 +2153,31 @@ proxy_test!(
             statuses.push(response.status().as_u16());
         }
         assert_eq!(statuses, [200, 200, 200]);
-        // The fourth call of the minute is a GraphQL request: it fits; the fifth does not.
-        app.ok(&tenant.key, "{ viewer { kind } }", json!({})).await;
+        // The fourth call of the minute is a GraphQL request: it fits, and reads where the
+        // plan stands, itself included; the fifth does not fit.
+        use chrono::{Datelike, Timelike};
+        let before = chrono::Utc::now();
+        let usage = app.ok(&tenant.key, USAGE, json!({})).await;
+        let usage = &usage["viewer"]["application"]["planUsage"];
+        assert_eq!(usage["minute"]["used"], 4, "{usage}");
+        assert_eq!(usage["minute"]["limit"], 4);
+        assert_eq!(usage["minute"]["remaining"], 0);
+        let resets = |window: &str| {
+            chrono::DateTime::parse_from_rfc3339(usage[window]["resetsAt"].as_str().unwrap())
+                .unwrap()
+                .with_timezone(&chrono::Utc)
+        };
+        let minute_end = resets("minute");
+        assert!(minute_end > before && minute_end <= before + chrono::Duration::seconds(60));
+        assert_eq!(minute_end.timestamp() % 60, 0);
+        assert_eq!(usage["month"]["used"], 4);
+        assert_eq!(usage["month"]["remaining"], 996);
+        let month_end = resets("month");
+        assert_eq!(
+            (month_end.day(), month_end.hour(), month_end.minute()),
+            (1, 0, 0)
+        );
+        assert!(month_end > before && month_end <= before + chrono::Duration::days(31));
         let refused = raw_get(&app, &tenant.key, &id, "/me").await;
         assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
         let retry: u64 = refused.headers()["retry-after"]
@@ -2180,9 +2204,13 @@ proxy_test!(
             3,
             "a refused call reached the provider"
         );
-        // Another application's plan is its own.
+        // Another application's plan is its own, here without limits.
         let other = app.create_tenant("other").await;
-        app.ok(&other.key, "{ viewer { kind } }", json!({})).await;
+        let usage = app.ok(&other.key, USAGE, json!({})).await;
+        assert_eq!(
+            usage["viewer"]["application"]["planUsage"],
+            json!({ "minute": null, "month": null })
+        );
     }
 );
 
@@ -2323,9 +2351,26 @@ async fn plan_limits_hold_across_replicas() {
     for _ in 0..3 {
         a.ok(&tenant.key, "{ viewer { kind } }", json!({})).await;
     }
-    // Replica A writes its counts within a second; then B sees them.
+    // Replica A writes its counts within a second; then B sees them, in its usage too: read
+    // from the shared row by an operator (not counted; B has counted nothing yet), then by
+    // the key, whose read is the minute's fourth call.
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-    b.ok(&tenant.key, "{ viewer { kind } }", json!({})).await;
+    let seen = b
+        .ok(
+            &b.operator,
+            "query($id: ID!) { application(id: $id) { planUsage { minute { used remaining } } } }",
+            json!({ "id": tenant.id }),
+        )
+        .await;
+    assert_eq!(
+        seen["application"]["planUsage"]["minute"],
+        json!({ "used": 3, "remaining": 1 })
+    );
+    let usage = b.ok(&tenant.key, USAGE, json!({})).await;
+    assert_eq!(
+        usage["viewer"]["application"]["planUsage"]["minute"]["used"], 4,
+        "{usage}"
+    );
     let (status, _) = b
         .graphql(&tenant.key, "{ viewer { kind } }", json!({}))
         .await;

@@ -114,6 +114,31 @@ impl UsageCounters {
         self.take(key, window, limit, cost)
     }
 
+    /// What `key` has counted in the current `window`, as `take` judges it (the shared total
+    /// as last synced, and what this replica counted since), and when the window ends. A
+    /// replica that has not counted `key` in this window reads the shared total. Other
+    /// replicas' counts are in it within about a second, as they are for the limits.
+    pub async fn used(
+        &self,
+        db: &DatabaseConnection,
+        key: &str,
+        window: Window,
+    ) -> Result<(i64, DateTime<Utc>)> {
+        let (start, end) = window.bounds(Utc::now());
+        let local = {
+            let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+            counters
+                .get(&(key.to_owned(), start))
+                .map(|c| c.synced + c.pending)
+        };
+        let used = match local {
+            Some(used) => used,
+            None => read(db, key, start).await?,
+        };
+        let end = DateTime::from_timestamp(end, 0).unwrap_or_default();
+        Ok((used, end))
+    }
+
     /// Takes back one count `take` made in the current window.
     pub fn give_back(&self, key: &str, window: Window) {
         let (start, _) = window.bounds(Utc::now());
@@ -190,6 +215,18 @@ async fn add(db: &DatabaseConnection, key: &str, start: i64, delta: i64) -> Resu
         .await?
         .ok_or_else(|| Error::internal(anyhow::anyhow!("the counter upsert returned no row")))?;
     Ok(row.try_get_by_index::<i64>(0)?)
+}
+
+/// The shared total of one window (0 before its first count).
+async fn read(db: &DatabaseConnection, key: &str, start: i64) -> Result<i64> {
+    use entity::usage_counter::{Column, Entity};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    Ok(Entity::find()
+        .filter(Column::Key.eq(key))
+        .filter(Column::WindowStart.eq(start))
+        .one(db)
+        .await?
+        .map_or(0, |row| row.count))
 }
 
 /// Minute windows older than an hour and month windows older than a year are of no use.

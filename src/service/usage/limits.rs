@@ -62,13 +62,13 @@ impl Limits {
             }
         };
         if let Some(limit) = plan.per_minute {
-            let key = format!("plan:{application_id}:minute");
+            let key = plan_key(application_id, Window::Minute);
             self.counters
                 .take_shared(db, &key, Window::Minute, limit, 1)
                 .await?;
         }
         if let Some(limit) = plan.per_month {
-            let key = format!("plan:{application_id}:month");
+            let key = plan_key(application_id, Window::Month);
             let month = self
                 .counters
                 .take_shared(db, &key, Window::Month, limit, 1)
@@ -77,12 +77,44 @@ impl Limits {
                 // The minute window counted a request that is not served; give it back.
                 if plan.per_minute.is_some() {
                     self.counters
-                        .give_back(&format!("plan:{application_id}:minute"), Window::Minute);
+                        .give_back(&plan_key(application_id, Window::Minute), Window::Minute);
                 }
                 return Err(refused);
             }
         }
         Ok(())
+    }
+
+    /// Where `application` stands against each limit of its plan, in the current windows.
+    pub async fn plan_usage(
+        &self,
+        db: &DatabaseConnection,
+        application: &application::Model,
+    ) -> Result<PlanUsage> {
+        let mut usage = PlanUsage::default();
+        for (window, limit, slot) in [
+            (
+                Window::Minute,
+                application.requests_per_minute,
+                &mut usage.minute,
+            ),
+            (
+                Window::Month,
+                application.requests_per_month,
+                &mut usage.month,
+            ),
+        ] {
+            if let Some(limit) = limit {
+                let key = plan_key(application.id, window);
+                let (used, resets_at) = self.counters.used(db, &key, window).await?;
+                *slot = Some(WindowUsage {
+                    used,
+                    limit,
+                    resets_at,
+                });
+            }
+        }
+        Ok(usage)
     }
 
     /// A plan changed: apply it on the next request.
@@ -112,6 +144,27 @@ impl Limits {
         self.counters
             .take_shared(db, &key, Window::Minute, limit, cost)
             .await
+    }
+}
+
+/// Requests counted against one limit in its current window.
+pub struct WindowUsage {
+    pub used: i64,
+    pub limit: i64,
+    pub resets_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// An application's standing against its plan: none for a window without a limit.
+#[derive(Default)]
+pub struct PlanUsage {
+    pub minute: Option<WindowUsage>,
+    pub month: Option<WindowUsage>,
+}
+
+fn plan_key(application_id: Uuid, window: Window) -> String {
+    match window {
+        Window::Minute => format!("plan:{application_id}:minute"),
+        Window::Month => format!("plan:{application_id}:month"),
     }
 }
 

@@ -7,6 +7,6 @@ pub mod log_rows;
 pub mod logs;
 pub mod request_counts;
 
-pub use limits::Limits;
+pub use limits::{Limits, PlanUsage, WindowUsage};
 pub use logs::{ApiStyle, LogEntry, LogFilter, RequestLogWriter};
 pub use request_counts::RequestCounts;
