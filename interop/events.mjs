@@ -6,6 +6,7 @@ import http from "node:http";
 import { createClient } from "graphql-ws";
 import { Webhook } from "standardwebhooks";
 import WebSocket from "ws";
+import { gql as kwGql } from "./keyway.mjs";
 
 const KW = process.env.KEYWAY;
 const OP = process.env.OPERATOR_TOKEN;
@@ -17,18 +18,7 @@ function check(what, ok, detail) {
   if (!ok) process.exit(1);
 }
 
-async function gql(key, query, variables = {}) {
-  const answer = await fetch(`${KW}/graphql`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
-    body: JSON.stringify({ query, variables }),
-  }).then((r) => r.json());
-  if (answer.errors) {
-    console.error("GraphQL error:", JSON.stringify(answer.errors));
-    process.exit(1);
-  }
-  return answer.data;
-}
+const gql = (key, query, variables) => kwGql(KW, key, query, variables);
 
 function withTimeout(promise, ms, what) {
   return Promise.race([

@@ -15,7 +15,7 @@ trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
 cargo build --quiet --bin keyway
 BIN=${CARGO_TARGET_DIR:-target}/debug/keyway
 (cd "$WORK" && npm init -y >/dev/null && npm install --silent graphql-ws@6 graphql@16 ws@8 standardwebhooks@1 >/dev/null)
-cp interop/events.mjs "$WORK/"
+cp interop/events.mjs interop/keyway.mjs "$WORK/"
 
 KEYWAY_DATA_DIR="$WORK/data" KEYWAY_LISTEN="127.0.0.1:$KW_PORT" KEYWAY_LOG_LEVEL=warn \
   KEYWAY_ALLOWED_PRIVATE_HOSTS="127.0.0.1:$RECEIVER_PORT" "$BIN" serve >"$WORK/keyway.log" 2>&1 &

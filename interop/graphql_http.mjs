@@ -2,19 +2,12 @@
 // Keyway's /graphql, authenticated with a secret key (started by interop/graphql_http.sh).
 // Fails on any MUST; prints each SHOULD and optional item that did not pass.
 import { auditServer } from "graphql-http";
+import { gql as kwGql } from "./keyway.mjs";
 
 const KW = process.env.KEYWAY;
 const OP = process.env.OPERATOR_TOKEN;
 
-async function gql(key, query, variables = {}) {
-  const answer = await fetch(`${KW}/graphql`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
-    body: JSON.stringify({ query, variables }),
-  }).then((r) => r.json());
-  if (answer.errors) throw new Error(JSON.stringify(answer.errors));
-  return answer.data;
-}
+const gql = (key, query, variables) => kwGql(KW, key, query, variables);
 
 const app = (await gql(OP, 'mutation { createApplication(input: {name: "audit"}) { id } }')).createApplication.id;
 const key = (await gql(OP, "mutation($a: ID!) { createApiKey(input: {applicationId: $a, label: \"audit\"}) { secret } }", { a: app })).createApiKey.secret;

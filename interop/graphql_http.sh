@@ -13,7 +13,7 @@ trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
 cargo build --quiet --bin keyway
 BIN=${CARGO_TARGET_DIR:-target}/debug/keyway
 (cd "$WORK" && npm init -y >/dev/null && npm install --silent graphql-http@1 >/dev/null)
-cp interop/graphql_http.mjs "$WORK/"
+cp interop/graphql_http.mjs interop/keyway.mjs "$WORK/"
 
 KEYWAY_DATA_DIR="$WORK/data" KEYWAY_LISTEN="127.0.0.1:$KW_PORT" KEYWAY_LOG_LEVEL=warn \
   "$BIN" serve >"$WORK/keyway.log" 2>&1 &

@@ -43,9 +43,7 @@ where
     Args: FromRequest + 'static,
     F::Output: Responder + 'static,
 {
-    web::resource(path)
-        .route(web::post().to(handler))
-        .default_service(web::to(|| not_allowed("POST")))
+    refusing_others(web::resource(path).route(web::post().to(handler)), "POST")
 }
 
 /// A route answering GET only: one whose GET acts (a WebSocket upgrade, a step of an OAuth
@@ -56,9 +54,7 @@ where
     Args: FromRequest + 'static,
     F::Output: Responder + 'static,
 {
-    web::resource(path)
-        .route(web::get().to(handler))
-        .default_service(web::to(|| not_allowed("GET")))
+    refusing_others(web::resource(path).route(web::get().to(handler)), "GET")
 }
 
 fn with_get<F, Args>(resource: Resource, handler: F, allow: &'static str) -> Resource
@@ -67,10 +63,15 @@ where
     Args: FromRequest + 'static,
     F::Output: Responder + 'static,
 {
-    resource
+    let resource = resource
         .route(web::get().to(handler.clone()))
-        .route(web::head().to(handler))
-        .default_service(web::to(move || not_allowed(allow)))
+        .route(web::head().to(handler));
+    refusing_others(resource, allow)
+}
+
+/// Any method the resource has no route for is 405, naming those it has.
+fn refusing_others(resource: Resource, allow: &'static str) -> Resource {
+    resource.default_service(web::to(move || not_allowed(allow)))
 }
 
 async fn not_allowed(allow: &'static str) -> HttpResponse {
