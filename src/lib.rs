@@ -86,12 +86,10 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         webhook_wake: Arc::default(),
         principals: Arc::new(auth::cache::PrincipalCache::default()),
         documents: Arc::new(graphql::documents::DocumentCache::default()),
-        client_ip: Arc::new(
-            web::client_ip::ClientIp::new(&config.trusted_proxies, config.client_ip_header)
-                .map_err(|entry| {
-                    anyhow::anyhow!("trusted_proxies: {entry:?} is not an IP address or CIDR range")
-                })?,
-        ),
+        client_ip: Arc::new(web::client_ip::ClientIp::new(
+            config.trusted_proxy_nets()?,
+            config.client_ip_header,
+        )),
         demo: config
             .demo_provider_enabled()
             .then(|| Arc::new(demo::DemoProvider::default())),

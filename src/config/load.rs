@@ -292,12 +292,17 @@ mod tests {
             config.client_ip_header,
             super::super::ForwardedHeader::Forwarded
         );
-        let err = Config::load_from(
-            None,
-            vars(&[("KEYWAY_TRUSTED_PROXIES", "10.0.0.0/8,lb.internal")]),
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("\"lb.internal\""), "{err}");
+        let nets = config.trusted_proxy_nets().unwrap();
+        assert_eq!(nets.len(), 3);
+        assert!(nets[1].contains(&"192.0.2.7".parse::<std::net::IpAddr>().unwrap()));
+        for bad in ["lb.internal", "10.0.0.0/33", "fd00::/129", "10.0.0.1:80"] {
+            let err = Config::load_from(
+                None,
+                vars(&[("KEYWAY_TRUSTED_PROXIES", &format!("10.0.0.0/8,{bad}"))]),
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
+        }
         let err =
             Config::load_from(None, vars(&[("KEYWAY_CLIENT_IP_HEADER", "x-real-ip")])).unwrap_err();
         assert!(format!("{err:#}").contains("client_ip_header"), "{err:#}");

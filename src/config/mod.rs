@@ -222,15 +222,28 @@ impl Config {
         {
             bail!("metrics_token must be at least 16 characters");
         }
-        if let Err(entry) =
-            crate::web::client_ip::ClientIp::new(&self.trusted_proxies, self.client_ip_header)
-        {
-            bail!("trusted_proxies: {entry:?} is not an IP address or CIDR range");
-        }
+        self.trusted_proxy_nets()?;
         if self.database_max_connections == 0 {
             bail!("database_max_connections must be at least 1");
         }
         Ok(())
+    }
+
+    /// `trusted_proxies` parsed: each an address (a range of one) or a CIDR range.
+    pub fn trusted_proxy_nets(&self) -> anyhow::Result<Vec<ipnet::IpNet>> {
+        self.trusted_proxies
+            .iter()
+            .map(|entry| {
+                let text = entry.trim();
+                text.parse::<ipnet::IpNet>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        anyhow::anyhow!(
+                            "trusted_proxies: {entry:?} is not an IP address or CIDR range"
+                        )
+                    })
+            })
+            .collect()
     }
 
     pub fn is_production(&self) -> bool {
