@@ -27,10 +27,13 @@ pub struct QueryParamInput {
 
 #[derive(InputObject)]
 pub struct ProxyInput {
-    /// The connection to call through; or name it by `consumerId` and `serviceId`.
+    /// The connection to call through; or name it by `consumerId` and `serviceId` (the
+    /// consumer's callable connection to that service, the newest if several), and
+    /// `environment` to choose between a production and a sandbox one.
     pub connection_id: Option<ID>,
     pub consumer_id: Option<String>,
     pub service_id: Option<String>,
+    pub environment: Option<crate::service::connections::Environment>,
     /// One of `GET`, `HEAD`, `POST`, `PUT`, `PATCH`, `DELETE`, `OPTIONS`, in any case; `GET`
     /// when not given.
     pub method: Option<String>,
@@ -130,14 +133,17 @@ async fn run(
 ) -> Result<ProxyResult, Error> {
     let state = ctx.state()?;
     let which = match (input.connection_id, input.consumer_id, input.service_id) {
-        (Some(id), None, None) => ConnectionRef::Id(ids::decode_as(NodeType::Connection, &id)?),
+        (Some(id), None, None) if input.environment.is_none() => {
+            ConnectionRef::Id(ids::decode_as(NodeType::Connection, &id)?)
+        }
         (None, Some(consumer_id), Some(service_id)) => ConnectionRef::Consumer {
             consumer_id,
             service_id,
+            environment: input.environment,
         },
         _ => {
             return Err(Error::bad_input(
-                "give either connectionId, or consumerId and serviceId",
+                "give either connectionId, or consumerId and serviceId (and environment)",
             ));
         }
     };

@@ -324,8 +324,28 @@ proxy_test!(
         assert_eq!(body["data"]["proxy"]["bodyEncoding"], "BASE64");
         assert_eq!(body["data"]["proxy"]["body"], "//4AAQ==");
 
+        // A sandbox connection beside the production one: `environment` chooses; without it
+        // the newest callable one is taken.
+        app.ok(&tenant.key, "mutation { createConnection(input: {consumerId: \"alice\", serviceId: \"fake\", environment: SANDBOX, credentials: {accessToken: \"at-sandbox\", expiresAt: \"2030-01-01T00:00:00Z\"}}) { id } }", json!({})).await;
+        for (environment, token) in [
+            (json!("SANDBOX"), "Bearer at-sandbox"),
+            (json!("PRODUCTION"), "Bearer at-1"),
+            (Value::Null, "Bearer at-sandbox"),
+        ] {
+            let body = proxy(
+                &app,
+                &tenant.key,
+                json!({ "consumerId": "alice", "serviceId": "fake", "environment": environment, "path": "/x" }),
+            )
+            .await;
+            assert_eq!(body["data"]["proxy"]["status"], 200, "{body}");
+            let call = fake.api_requests().pop().unwrap();
+            assert_eq!(call.header("authorization"), Some(token), "{environment}");
+        }
+
         for bad in [
             json!({ "path": "/x" }),
+            json!({ "connectionId": id, "environment": "SANDBOX", "path": "/x" }),
             json!({ "connectionId": id, "consumerId": "alice", "serviceId": "fake", "path": "/x" }),
             json!({ "connectionId": id, "path": "/x", "method": "TRACE" }),
             json!({ "connectionId": id, "path": "/x", "body": "a", "json": {} }),
@@ -358,7 +378,8 @@ proxy_test!(
         )
         .await;
         assert_eq!(first_code(&operator), "FORBIDDEN");
-        assert_eq!(fake.api_requests().len(), 2);
+        // The five calls that were answered reached the provider; no refused one did.
+        assert_eq!(fake.api_requests().len(), 5);
     }
 );
 

@@ -91,10 +91,12 @@ impl Target {
 
 pub enum ConnectionRef {
     Id(Uuid),
-    /// The consumer's connection to the service (the callable one, the newest if several).
+    /// The consumer's connection to the service (the callable one, the newest if several),
+    /// in `environment` when one is named.
     Consumer {
         consumer_id: String,
         service_id: String,
+        environment: Option<Environment>,
     },
 }
 
@@ -137,10 +139,12 @@ pub async fn resolve(deps: &Deps<'_>, scope: &AppScope, which: ConnectionRef) ->
         ConnectionRef::Consumer {
             consumer_id,
             service_id,
+            environment,
         } => {
             let filter = ConnectionFilter {
                 consumer_id: Some(consumer_id),
                 service_id: Some(service_id),
+                environment,
                 ..ConnectionFilter::default()
             };
             let page = PageRequest::parse(Some(200), None)?;
