@@ -75,10 +75,9 @@ fn refusing_others(resource: Resource, allow: &'static str) -> Resource {
 }
 
 async fn not_allowed(allow: &'static str) -> HttpResponse {
-    HttpResponse::MethodNotAllowed()
-        .insert_header(("Allow", allow))
-        .json(serde_json::json!({ "error": {
-            "code": "BAD_USER_INPUT",
-            "message": format!("this route answers {allow} only"),
-        }}))
+    crate::error::Error::MethodNotAllowed {
+        why: "this route does not take that method (see Allow)",
+        allow,
+    }
+    .to_http()
 }
